@@ -1,0 +1,211 @@
+"""`mlic <step>`: parses options, calls `mlic.steps.<step>.run`, maps our errors to exit codes.
+
+Heavy imports (torch, great_expectations, kfp) happen inside the commands so `mlic --help` is fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mlic.errors import MlicError
+
+app = typer.Typer(
+    name="mlic",
+    help="Multi-label image classification with label-graph models: prepare → validate → graph → "
+    "train → evaluate → package, then serve and predict.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", "-S", help="Override a parameter: key.sub=value (repeatable).")
+]
+RootOption = Annotated[Path, typer.Option("--root", help="Project root that holds data/, artifacts/, metrics/.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def user_errors(func: F) -> F:
+    """Print our errors as one readable block on stderr (no traceback) and exit with their code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MlicError as exc:
+            typer.secho(f"error: {exc.render()}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted: outputs were written atomically, nothing half-written remains", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _context(params: Path, overrides: list[str] | None, root: Path) -> tuple[Any, Any]:
+    from mlic.config import load_config
+    from mlic.paths import Paths
+
+    _setup_logging()
+    return load_config(params, overrides or []), Paths(root)
+
+
+@app.command()
+@user_errors
+def prepare(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
+    """Import COCO / VOC or generate the built-in benchmark, and split it (data/prepared/)."""
+    from mlic.steps import prepare as step
+
+    config, paths = _context(params, set_, root)
+    result = step.run(config, paths)
+    typer.echo(result.summary())
+
+
+@app.command()
+@user_errors
+def validate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
+    """Check annotations and images with great-expectations; non-zero exit on any failure."""
+    from mlic.steps import validate as step
+
+    config, paths = _context(params, set_, root)
+    result = step.run(config, paths)
+    typer.echo(result.summary())
+
+
+@app.command()
+@user_errors
+def graph(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
+    """Build the label co-occurrence graph and label embeddings (artifacts/graph/)."""
+    from mlic.steps import graph as step
+
+    config, paths = _context(params, set_, root)
+    result = step.run(config, paths)
+    typer.echo(result.summary())
+
+
+@app.command()
+@user_errors
+def train(
+    arch: Annotated[str, typer.Option("--arch", "-a", help="Architecture to train (see `mlic models`).")],
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    root: RootOption = Path("."),
+) -> None:
+    """Train one architecture (artifacts/models/<arch>/). Under torchrun it trains with DDP."""
+    from mlic.steps import train as step
+
+    config, paths = _context(params, set_, root)
+    result = step.run(config, paths, arch)
+    if result is not None:
+        typer.echo(result.summary())
+
+
+@app.command()
+@user_errors
+def evaluate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
+    """Score every trained model on the test split; gate on the mAP floor and pick the model to ship."""
+    from mlic.errors import GateFailed
+    from mlic.steps import evaluate as step
+
+    config, paths = _context(params, set_, root)
+    result = step.run(config, paths)
+    typer.echo(result.summary())
+    if not result.gate_passed:
+        raise GateFailed(
+            f"best mAP {result.best_map:.2f} ({result.best_arch}) is below evaluate.min_map "
+            f"{config.evaluate.min_map:.2f}; nothing will be packaged",
+            file=str(paths.evaluation_metrics),
+            field="evaluate.min_map",
+            fix="improve the data or models, or lower evaluate.min_map deliberately",
+        )
+
+
+@app.command()
+@user_errors
+def package(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
+    """Build the TorchServe archive of the chosen model (artifacts/serving/)."""
+    from mlic.steps import package as step
+
+    config, paths = _context(params, set_, root)
+    result = step.run(config, paths)
+    typer.echo(result.summary())
+
+
+@app.command()
+@user_errors
+def serve(
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the TorchServe started by `mlic serve`.")] = False,
+    port: Annotated[int, typer.Option(help="Inference port (0 = pick a free one).")] = 8080,
+    root: RootOption = Path("."),
+) -> None:
+    """Start TorchServe on 127.0.0.1 with the packaged model, wait until it predicts, print the endpoint."""
+    from mlic.paths import Paths
+    from mlic.serving import server
+
+    _setup_logging()
+    paths = Paths(root)
+    if stop:
+        server.stop(paths)
+        typer.echo("TorchServe stopped")
+        return
+    endpoint = server.start(paths, port=port)
+    typer.echo(endpoint.describe())
+
+
+@app.command()
+@user_errors
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    url: Annotated[str | None, typer.Option(help="Prediction URL (default: the one `mlic serve` started).")] = None,
+    all_scores: Annotated[bool, typer.Option("--all-scores", help="Print every label's score.")] = False,
+    root: RootOption = Path("."),
+) -> None:
+    """Send images to the running endpoint and print the predicted labels with scores."""
+    from mlic.paths import Paths
+    from mlic.serving import client
+
+    paths = Paths(root)
+    for image, answer in zip(images, client.predict_files(paths, images, url=url, all_scores=all_scores)):
+        typer.echo(client.format_answer(image, answer))
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered architectures."""
+    from mlic.models import list_models
+
+    for name in list_models():
+        typer.echo(name)
+
+
+def _register_pipeline_commands() -> None:
+    """`mlic pipeline ...` lives with the Kubeflow code; absent kfp it is simply not offered."""
+    try:
+        from mlic.kubeflow.cli import pipeline_app
+    except ImportError:
+        return
+    app.add_typer(pipeline_app, name="pipeline", help="Compile, run locally, or submit the Kubeflow pipeline.")
+
+
+_register_pipeline_commands()
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())
