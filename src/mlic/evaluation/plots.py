@@ -1,0 +1,73 @@
+"""PNG pictures of the evaluation (DVC's HTML plots need a CDN, blank offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mlic.io import atomic_path  # noqa: E402
+
+
+def _save(figure: plt.Figure, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return target
+
+
+def map_by_arch(per_arch: dict[str, dict[str, float]], min_map: float, target: Path) -> Path:
+    """mAP, CF1 and OF1 per architecture, with the gate drawn as a line."""
+    archs = list(per_arch)
+    metrics = ["mAP", "CF1", "OF1"]
+    positions = np.arange(len(archs))
+    width = 0.8 / len(metrics)
+    figure, axes = plt.subplots(figsize=(max(6, 1.3 * len(archs)), 4))
+    for offset, metric in enumerate(metrics):
+        values = [per_arch[a][metric] for a in archs]
+        bars = axes.bar(positions + offset * width, values, width, label=metric)
+        axes.bar_label(bars, fmt="%.1f", fontsize=7)
+    axes.axhline(min_map, color="red", linestyle="--", linewidth=1, label=f"gate (mAP ≥ {min_map:g})")
+    axes.set_xticks(positions + width, archs)
+    axes.set_ylabel("percent")
+    axes.set_ylim(0, 100)
+    axes.legend(fontsize=8, loc="upper left")
+    axes.set_title("Test metrics by architecture")
+    return _save(figure, target)
+
+
+def per_class_ap(label_names: list[str], ap_by_arch: dict[str, np.ndarray], target: Path) -> Path:
+    """Per-class AP of every architecture: where the label graph helps, and where it does not."""
+    figure, axes = plt.subplots(figsize=(max(8, 0.5 * len(label_names)), 4.5))
+    positions = np.arange(len(label_names))
+    width = 0.8 / max(1, len(ap_by_arch))
+    for offset, (arch, values) in enumerate(ap_by_arch.items()):
+        axes.bar(positions + offset * width, np.nan_to_num(values), width, label=arch)
+    axes.set_xticks(positions + 0.4 - width / 2, label_names, rotation=60, ha="right", fontsize=8)
+    axes.set_ylabel("AP (%)")
+    axes.set_ylim(0, 100)
+    axes.legend(fontsize=8, ncol=min(6, len(ap_by_arch)))
+    axes.set_title("Per-class average precision (test)")
+    return _save(figure, target)
+
+
+def precision_recall(label_names: list[str], probabilities: np.ndarray, targets: np.ndarray, arch: str, target: Path) -> Path:
+    """Micro-averaged precision-recall curve of the chosen model."""
+    scores = probabilities.ravel()
+    hits = (targets.ravel() > 0).astype(np.float64)
+    order = np.argsort(-scores, kind="stable")
+    true_pos = np.cumsum(hits[order])
+    precision = true_pos / np.arange(1, len(order) + 1)
+    recall = true_pos / max(1.0, hits.sum())
+    figure, axes = plt.subplots(figsize=(5, 4))
+    axes.plot(recall, precision)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.set_title(f"Precision-recall over all labels: {arch} ({len(label_names)} labels)")
+    return _save(figure, target)

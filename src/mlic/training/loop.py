@@ -1,0 +1,325 @@
+"""The training loop: one architecture, BCE (+ a model's own auxiliary loss), AdamW + one-cycle,
+a checkpoint each epoch, dvclive curves, DDP under torchrun.
+
+Deterministic on CPU for a seed: every epoch reseeds the global and loader RNGs from (seed,
+epoch), so a run resumed from a checkpoint continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from mlic.config import Config
+from mlic.data.canonical import load_labels
+from mlic.data.dataset import MultiLabelDataset
+from mlic.data.transforms import eval_transform, train_transform
+from mlic.errors import TrainingError
+from mlic.evaluation.metrics import mean_average_precision
+from mlic.evaluation.predict import autocast_context, predict_probabilities
+from mlic.graph.label_graph import LabelGraph
+from mlic.io import atomic_dir, write_json
+from mlic.models import create_model, model_spec
+from mlic.models.saved import save_model
+from mlic.paths import Paths
+from mlic.training import distributed
+from mlic.training.checkpoints import load_checkpoint, run_fingerprint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    arch: str
+    model_dir: Path
+    epochs: int
+    resumed_at_epoch: int
+    train_loss: float
+    val_map: float
+    seconds_per_epoch: float
+    peak_rss_mb: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        resumed = f", resumed at epoch {self.resumed_at_epoch}" if self.resumed_at_epoch else ""
+        return (
+            f"{self.arch}: {self.epochs} epochs{resumed}, train loss {self.train_loss:.4f}, "
+            f"val mAP {self.val_map:.2f}, {self.seconds_per_epoch:.1f} s/epoch, "
+            f"peak RSS {self.peak_rss_mb:.0f} MB → {self.model_dir}"
+        )
+
+
+def select_device(choice: str, context: distributed.DistributedContext) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("CUDA was asked for but no GPU is visible", field="train.device", fix="set train.device: auto or cpu")
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(context.local_rank)
+    return torch.device("cuda", context.local_rank)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def param_groups(model: nn.Module, lr: float, head_lr_scale: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Backbone vs everything else (graph parts, heads): the latter may learn faster."""
+    backbone, head = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (backbone if name.startswith("backbone.") else head).append(parameter)
+    groups = [{"params": backbone, "lr": lr}, {"params": head, "lr": lr * head_lr_scale}]
+    return [dict(g, weight_decay=weight_decay) for g in groups if g["params"]]
+
+
+def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
+    """A model's own extra objective (e.g. CMA-SGE's embedding loss), when it defines one."""
+    method = getattr(model, "auxiliary_loss", None)
+    return method() if callable(method) else None
+
+
+class Trainer:
+    """Holds the pieces of one run; `fit()` trains, checkpoints, and returns the unwrapped model."""
+
+    def __init__(self, config: Config, paths: Paths, arch: str) -> None:
+        self.config, self.paths, self.arch = config, paths, arch
+        self.settings = config.train
+        self.context = distributed.from_environment()
+        self.device = select_device(self.settings.device, self.context)
+        distributed.init_process_group(self.context, self.device)
+        seed_everything(self.settings.seed)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+        labels = load_labels(paths.labels_file)
+        self.graph = LabelGraph.load(paths.graph_file)
+        if self.graph.label_names != labels.names:
+            raise TrainingError(
+                "the label graph was built for other labels than the prepared data",
+                file=paths.graph_file,
+                fix="re-run `mlic graph` after `mlic prepare`",
+            )
+        self.num_classes = labels.num_classes
+        self.knobs = config.model_knobs(arch)
+        self.model = create_model(
+            arch, self.num_classes, self.graph, backbone=self.settings.backbone,
+            pretrained_path=self.settings.pretrained_path, **self.knobs,
+        ).to(self.device)
+        self.train_set = MultiLabelDataset(
+            paths.split_file("train"), self.num_classes,
+            train_transform(self.settings.image_size, self.settings.augment), config.data.max_image_pixels,
+        )
+        self.val_set = MultiLabelDataset(
+            paths.split_file("val"), self.num_classes, eval_transform(self.settings.image_size), config.data.max_image_pixels
+        )
+        if len(self.train_set) == 0:
+            raise TrainingError("the training split is empty", file=paths.split_file("train"), fix="check data.split")
+        self.loader_generator = torch.Generator()
+        sampler = (
+            DistributedSampler(self.train_set, seed=self.settings.seed, drop_last=False)
+            if self.context.enabled
+            else RandomSampler(self.train_set, generator=self.loader_generator)
+        )
+        self.train_loader = DataLoader(
+            self.train_set, batch_size=self.settings.batch_size, sampler=sampler,
+            num_workers=self.settings.num_workers, drop_last=len(self.train_set) > self.settings.batch_size,
+            pin_memory=self.device.type == "cuda", generator=self.loader_generator,
+            persistent_workers=self.settings.num_workers > 0,
+        )
+        self.val_loader = DataLoader(
+            self.val_set, batch_size=self.settings.batch_size, num_workers=self.settings.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.steps_per_epoch = len(self.train_loader)
+        if self.settings.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, self.settings.max_steps_per_epoch)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, self.settings.lr, self.settings.head_lr_scale, self.settings.weight_decay)
+        )
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer,
+            max_lr=[group["lr"] for group in self.optimizer.param_groups],
+            total_steps=self.settings.epochs * self.steps_per_epoch,
+            pct_start=0.2,
+        )
+        self.wrapped: nn.Module = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.context.enabled
+            else self.model
+        )
+        self.fingerprint = run_fingerprint(
+            {"arch": arch, "train": self.settings.model_dump(), "knobs": self.knobs, "world": self.context.world_size},
+            [paths.split_file("train"), paths.graph_file],
+        )
+
+    # -- one epoch -------------------------------------------------------------------------
+    def _check_loss(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        value = float(loss.detach())
+        if not math.isfinite(value) or value > self.settings.max_loss:
+            raise TrainingError(
+                f"loss diverged to {value} at epoch {epoch + 1}, step {step + 1}",
+                field="train.lr",
+                fix=f"lower train.lr (now {self.settings.lr}) or train.head_lr_scale; check the data",
+            )
+
+    def _train_epoch(self, epoch: int) -> float:
+        self.wrapped.train()
+        criterion = nn.BCEWithLogitsLoss()
+        total, batches = 0.0, 0
+        progress = tqdm(
+            self.train_loader, total=self.steps_per_epoch, desc=f"{self.arch} epoch {epoch + 1}/{self.settings.epochs}",
+            disable=not self.context.is_main, leave=False,
+        )
+        for step, (images, targets) in enumerate(progress):
+            if step >= self.steps_per_epoch:
+                break
+            images = images.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            with autocast_context(self.device, self.settings.amp):
+                loss = criterion(self.wrapped(images).float(), targets)
+                extra = auxiliary_loss(self.model)
+                if extra is not None:
+                    loss = loss + extra.float()
+            self._check_loss(loss, epoch, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total += float(loss.detach())
+            batches += 1
+            progress.set_postfix(loss=f"{total / batches:.4f}")
+        return distributed.mean_across_ranks(total / max(batches, 1), self.context, self.device)
+
+    def _validate(self) -> float:
+        if len(self.val_set) == 0:
+            return float("nan")
+        probabilities, targets = predict_probabilities(self.model, self.val_loader, self.device, self.settings.amp)
+        return mean_average_precision(probabilities, targets, self.graph.label_names)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _state(self, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": history,
+        }
+
+    def _resume(self) -> tuple[int, list[dict[str, float]]]:
+        state = load_checkpoint(self.paths.checkpoint_file(self.arch), self.fingerprint)
+        if state is None:
+            return 0, []
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        log.info("%s: resuming after epoch %d from %s", self.arch, state["epoch"], self.paths.checkpoint_file(self.arch))
+        return int(state["epoch"]), list(state["history"])
+
+    # -- the run --------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        start_epoch, history = self._resume()
+        live = self._open_live(resume=start_epoch > 0)
+        try:
+            for epoch in range(start_epoch, self.settings.epochs):
+                seed_everything(self.settings.seed * 1000 + epoch)
+                self.loader_generator.manual_seed(self.settings.seed * 1000 + epoch)
+                if isinstance(self.train_loader.sampler, DistributedSampler):
+                    self.train_loader.sampler.set_epoch(epoch)
+                started = time.perf_counter()
+                train_loss = self._oom_guard(self._train_epoch, epoch)
+                seconds = time.perf_counter() - started
+                val_map = self._validate() if self.context.is_main else float("nan")
+                history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_mAP": val_map, "seconds": seconds})
+                if self.context.is_main:
+                    log.info("%s epoch %d: loss %.4f, val mAP %.2f (%.1f s)", self.arch, epoch + 1, train_loss, val_map, seconds)
+                    save_checkpoint(self.paths.checkpoint_file(self.arch), self._state(epoch + 1, history))
+                    if live is not None:
+                        live.log_metric("train/loss", train_loss)
+                        live.log_metric("val/mAP", val_map)
+                        live.log_metric("epoch_seconds", seconds)
+                        live.next_step()
+                distributed.barrier(self.context)
+        finally:
+            if live is not None:
+                live.end()
+        return self._result(start_epoch, history)
+
+    def _oom_guard(self, function: Any, epoch: int) -> float:
+        try:
+            return function(epoch)
+        except torch.OutOfMemoryError as exc:
+            raise TrainingError(
+                f"out of memory on {self.device} ({self.settings.batch_size} images of {self.settings.image_size} px)",
+                field="train.batch_size",
+                fix="lower train.batch_size or train.image_size, or use a smaller train.backbone",
+            ) from exc
+
+    def _open_live(self, resume: bool) -> Any:
+        if not self.context.is_main:
+            return None
+        from dvclive import Live
+
+        return Live(dir=str(self.paths.train_logs(self.arch)), dvcyaml=None, save_dvc_exp=False, resume=resume, report=None)
+
+    def _result(self, start_epoch: int, history: list[dict[str, float]]) -> TrainResult:
+        last = history[-1] if history else {"train_loss": float("nan"), "val_mAP": float("nan")}
+        ran = [h["seconds"] for h in history[start_epoch:]] or [h["seconds"] for h in history]
+        return TrainResult(
+            arch=self.arch,
+            model_dir=self.paths.model_dir(self.arch),
+            epochs=len(history),
+            resumed_at_epoch=start_epoch,
+            train_loss=float(last["train_loss"]),
+            val_map=float(last["val_mAP"]),
+            seconds_per_epoch=float(np.mean(ran)) if ran else 0.0,
+            peak_rss_mb=peak_rss_mb(),
+            history=history,
+        )
+
+    def save(self, result: TrainResult) -> None:
+        """Rank 0 writes the model folder whole (atomic), with the training summary beside it."""
+        if not self.context.is_main:
+            return
+        spec = model_spec(self.arch, self.graph, self.settings.backbone, self.settings.image_size, self.knobs)
+        with atomic_dir(self.paths.model_dir(self.arch)) as staging:
+            save_model(staging, self.model, spec)
+            write_json(staging / "training.json", {
+                "epochs": result.epochs, "train_loss": result.train_loss, "val_mAP": result.val_map,
+                "seconds_per_epoch": result.seconds_per_epoch, "peak_rss_mb": result.peak_rss_mb,
+                "world_size": self.context.world_size, "device": str(self.device), "history": result.history,
+            })
+
+    def close(self) -> None:
+        distributed.destroy_process_group(self.context)
+
+
+def train(config: Config, paths: Paths, arch: str) -> TrainResult:
+    trainer = Trainer(config, paths, arch)
+    try:
+        result = trainer.fit()
+        trainer.save(result)
+        distributed.barrier(trainer.context)
+        return result
+    finally:
+        trainer.close()
