@@ -6,16 +6,19 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mlic.graph.label_graph import LabelGraph
-from mlic.models.layers import Backbone, GCNStack, register_graph_buffers
+from mlic.models.layers import Backbone, GCNStack, PoolKind, global_pool, register_graph_buffers
+from mlic.models.layers.knobs import require_choice, require_count
 from mlic.models.registry import register_model
 
 
 class MLGCN(nn.Module):
-    def __init__(self, graph: LabelGraph, backbone: str, pretrained_path: str | None, hidden_dim: int, pool: str) -> None:
+    def __init__(
+        self, graph: LabelGraph, backbone: str, pretrained_path: str | None, hidden_dim: int, pool: PoolKind
+    ) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, out_indices=(4,), pretrained_path=pretrained_path)
+        self.backbone = Backbone(backbone, pretrained_path=pretrained_path)
         register_graph_buffers(self, graph)
-        self.pool = nn.AdaptiveMaxPool2d(1) if pool == "max" else nn.AdaptiveAvgPool2d(1)
+        self.pool = global_pool(pool)
         self.gcn = GCNStack([graph.embedding_dim, hidden_dim, self.backbone.out_channels])
 
     def forward(self, images: Tensor) -> Tensor:
@@ -31,11 +34,9 @@ def mlgcn(
     backbone: str,
     pretrained_path: str | None = None,
     hidden_dim: int = 1024,
-    pool: str = "max",
+    pool: PoolKind = "max",
 ) -> nn.Module:
     """`hidden_dim` is the paper's 1024; `pool` is global max as in the paper (avg as a knob)."""
-    if pool not in ("max", "avg"):
-        from mlic.errors import ConfigError
-
-        raise ConfigError(f"pool must be 'max' or 'avg', got {pool!r}", field="models.mlgcn.pool")
+    require_count("mlgcn", hidden_dim=hidden_dim)
+    require_choice("mlgcn", "pool", pool, PoolKind)
     return MLGCN(graph, backbone, pretrained_path, hidden_dim, pool)

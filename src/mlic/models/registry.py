@@ -6,6 +6,7 @@ plus its state_dict (graph inputs are buffers), so nothing pickled is ever loade
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -62,18 +63,22 @@ def create_model(
             field="graph",
             fix="re-run the graph step on the current prepared data",
         )
-    try:
-        return _MODELS[name](
-            num_classes=num_classes, graph=graph, backbone=backbone, pretrained_path=pretrained_path, **knobs
+    builder = _MODELS[name]
+    _check_knobs(name, builder, knobs)
+    return builder(num_classes=num_classes, graph=graph, backbone=backbone, pretrained_path=pretrained_path, **knobs)
+
+
+def _check_knobs(name: str, builder: ModelBuilder, knobs: dict[str, Any]) -> None:
+    """Reject unknown knobs up front (by signature), so a TypeError deep inside a model is never
+    mistaken for the user's typo."""
+    accepted = set(inspect.signature(builder).parameters) - {"num_classes", "graph", "backbone", "pretrained_path"}
+    unknown = sorted(set(knobs) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"architecture '{name}' has no knob {', '.join(repr(k) for k in unknown)}",
+            field=f"models.{name}.{unknown[0]}",
+            fix=f"use one of: {', '.join(sorted(accepted)) or '(none)'} (see docs/models.md)",
         )
-    except TypeError as exc:
-        if "unexpected keyword" in str(exc):
-            raise ConfigError(
-                f"architecture '{name}' does not take this knob ({exc})",
-                field=f"models.{name}",
-                fix="remove the key or fix its spelling (see docs/models.md)",
-            ) from exc
-        raise
 
 
 def model_spec(

@@ -1,7 +1,39 @@
 """Shared model pieces, written once and composed by the architectures."""
 
-from mlic.models.layers.backbone import Backbone
-from mlic.models.layers.gcn import GCNStack, GraphConvolution
-from mlic.models.layers.graph_ops import register_graph_buffers, symmetric_normalise
+from mlic.models.layers.attention import CrossAttention2d, LabelGuidedAttention
+from mlic.models.layers.backbone import STAGES_2_TO_4, Backbone
+from mlic.models.layers.classifier import GlobalPoolClassifier, PerLabelClassifier
+from mlic.models.layers.fusion import BranchFusion, SemanticCombine, SemanticFusion, WeightedSum
+from mlic.models.layers.gat import GATStack, GraphAttention
+from mlic.models.layers.gcn import GCNStack, GraphConvolution, GraphStack
+from mlic.models.layers.graph_ops import register_graph_buffers, symmetric_normalise, synthetic_label_graph
+from mlic.models.layers.multiscale import ConvProjection, MultiLayerSemanticHead, MultiScaleProjection
+from mlic.models.layers.pooling import AttentionPooling, DiffPool, PoolKind, global_pool
 
-__all__ = ["Backbone", "GCNStack", "GraphConvolution", "register_graph_buffers", "symmetric_normalise"]
+__all__ = [
+    "STAGES_2_TO_4",
+    "AttentionPooling",
+    "Backbone",
+    "BranchFusion",
+    "ConvProjection",
+    "CrossAttention2d",
+    "DiffPool",
+    "GATStack",
+    "GCNStack",
+    "GlobalPoolClassifier",
+    "GraphAttention",
+    "GraphConvolution",
+    "GraphStack",
+    "LabelGuidedAttention",
+    "MultiLayerSemanticHead",
+    "MultiScaleProjection",
+    "PerLabelClassifier",
+    "PoolKind",
+    "SemanticCombine",
+    "SemanticFusion",
+    "WeightedSum",
+    "global_pool",
+    "register_graph_buffers",
+    "symmetric_normalise",
+    "synthetic_label_graph",
+]

@@ -1,21 +1,31 @@
-"""timm `features_only` backbones: channels are read from `feature_info`, never hard-coded."""
+"""timm `features_only` backbones, addressed by output stride.
+
+The papers speak of "stages 2–4" of a ResNet, which are the stride 8/16/32 maps. Other families
+number their levels differently (ConvNeXt and TResNet start at stride 4, EfficientNet at 2), so
+stages are chosen by their reduction from `feature_info`, and channels are read from it too —
+never hard-coded.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import timm
 from torch import Tensor, nn
 
 from mlic.errors import ConfigError
 
+#: The strides of ResNet stages 2–4: what the multi-layer models (MSRN, MGSGN, SGFN) read.
+STAGES_2_TO_4 = (8, 16, 32)
+
 
 class Backbone(nn.Module):
-    """A timm feature extractor returning the maps of the requested stages (deepest last)."""
+    """A timm feature extractor returning the maps at `strides` (shallowest first, deepest last)."""
 
-    def __init__(self, name: str, out_indices: tuple[int, ...] = (4,), pretrained_path: str | None = None) -> None:
+    def __init__(self, name: str, strides: tuple[int, ...] = (32,), pretrained_path: str | None = None) -> None:
         super().__init__()
-        kwargs: dict = {"features_only": True, "out_indices": out_indices}
+        kwargs: dict[str, Any] = {"features_only": True}
         if pretrained_path:
             weights = Path(pretrained_path)
             if not weights.is_file():
@@ -32,8 +42,19 @@ class Backbone(nn.Module):
             raise ConfigError(
                 f"cannot build backbone '{name}' ({exc})", field="train.backbone", fix="use a timm model name"
             ) from exc
-        self.channels: list[int] = list(self.body.feature_info.channels())
-        self.reductions: list[int] = list(self.body.feature_info.reduction())
+        all_reductions = list(self.body.feature_info.reduction())
+        all_channels = list(self.body.feature_info.channels())
+        missing = [stride for stride in strides if stride not in all_reductions]
+        if missing:
+            raise ConfigError(
+                f"backbone '{name}' has no feature map at stride {missing} (it offers {all_reductions})",
+                field="train.backbone",
+                fix="use a hierarchical timm backbone (ResNet, TResNet, ConvNeXt, EfficientNet, ...)",
+            )
+        # The last level at a stride is the deepest (most semantic) map of that resolution.
+        self.level_indices: list[int] = [len(all_reductions) - 1 - all_reductions[::-1].index(s) for s in strides]
+        self.channels: list[int] = [all_channels[i] for i in self.level_indices]
+        self.reductions: list[int] = list(strides)
 
     @property
     def out_channels(self) -> int:
@@ -41,4 +62,5 @@ class Backbone(nn.Module):
         return self.channels[-1]
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        return self.body(images)
+        levels = self.body(images)
+        return [levels[i] for i in self.level_indices]

@@ -29,14 +29,14 @@ class GraphConvolution(nn.Module):
         return out
 
 
-class GCNStack(nn.Module):
-    """GCN layers with LeakyReLU(0.2) between them (none after the last: it yields classifiers or
-    semantic vectors that are used linearly)."""
+class GraphStack(nn.Module):
+    """Graph layers (any `layer(nodes, adjacency)`) with an activation between them and none after
+    the last: the output is a classifier or semantic vector that is used linearly."""
 
-    def __init__(self, dims: list[int], negative_slope: float = 0.2) -> None:
+    def __init__(self, layers: list[nn.Module], act: nn.Module) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(GraphConvolution(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.act = nn.LeakyReLU(negative_slope)
+        self.layers = nn.ModuleList(layers)
+        self.act = act
 
     def forward(self, nodes: Tensor, adjacency: Tensor) -> Tensor:
         for index, layer in enumerate(self.layers):
@@ -44,3 +44,10 @@ class GCNStack(nn.Module):
             if index < len(self.layers) - 1:
                 nodes = self.act(nodes)
         return nodes
+
+
+class GCNStack(GraphStack):
+    """GCN layers with LeakyReLU(0.2) between them, as in ML-GCN."""
+
+    def __init__(self, dims: list[int], negative_slope: float = 0.2) -> None:
+        super().__init__([GraphConvolution(a, b) for a, b in zip(dims[:-1], dims[1:])], nn.LeakyReLU(negative_slope))

@@ -1,0 +1,114 @@
+"""CMA-SGE — Cross-Modality Attention with Semantic Graph Embedding (You et al., AAAI 2020).
+
+1. ASGE (Adjacency-based Similarity Graph Embedding): label embeddings trained so that their
+   pairwise cosine similarities reproduce the label adjacency — co-occurring labels point the
+   same way in the semantic space.
+2. CMT (Cross-Modality Transformation): 1×1 convs carry the last feature map into that space.
+3. CMA (Cross-Modality Attention): label k's attention map is the ReLU'd cosine between its
+   embedding and every projected location, normalised; it weights an average of the *visual*
+   features → one category-wise feature per label → per-label classifier.
+4. The logits are the average of this attention branch and a global-pool branch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mlic.graph.label_graph import LabelGraph
+from mlic.models.layers import (
+    Backbone,
+    ConvProjection,
+    GlobalPoolClassifier,
+    LabelGuidedAttention,
+    PerLabelClassifier,
+    WeightedSum,
+    register_graph_buffers,
+)
+from mlic.models.layers.knobs import require_count, require_weight
+from mlic.models.registry import register_model
+
+
+class AdjacencySimilarityEmbedding(nn.Module):
+    """ASGE: an encoder from the word embeddings to the label embeddings used by CMA.
+
+    The paper fits these embeddings to the graph before training; here they are fitted jointly,
+    from the first step, by `loss` (weighted into the model's auxiliary loss) — so the whole
+    model stays one module rebuilt from its state_dict, with no separate fitting stage.
+    """
+
+    def __init__(self, embedding_dim: int, hidden_dim: int, dim: int) -> None:
+        super().__init__()
+        self.encode = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.LeakyReLU(0.2), nn.Linear(hidden_dim, dim))
+
+    def forward(self, word_embeddings: Tensor) -> Tensor:
+        return self.encode(word_embeddings)
+
+    @staticmethod
+    def loss(label_embeddings: Tensor, adjacency: Tensor) -> Tensor:
+        """Mean squared gap between `cos(e_i, e_j)` and the target adjacency over pairs i ≠ j.
+
+        The target is the static adjacency's off-diagonal scaled so its strongest edge is 1:
+        the normalised graph's weights are small (p spread over neighbours), and unscaled they
+        would ask co-occurring labels to be nearly orthogonal. The diagonal is left out — a
+        cosine with itself is always 1.
+        """
+        unit = F.normalize(label_embeddings, dim=-1)
+        cosine = unit @ unit.t()
+        off_diagonal = 1.0 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device)
+        edges = adjacency * off_diagonal
+        target = edges / edges.max().clamp_min(1e-12)
+        return ((cosine - target).pow(2) * off_diagonal).sum() / off_diagonal.sum().clamp_min(1.0)
+
+
+class CrossModalityTransformation(nn.Sequential):
+    """CMT: 1×1 conv → BN → ReLU → 1×1 conv into the semantic space. The last conv has no ReLU,
+    so projected locations can point anywhere in that space, as label embeddings do."""
+
+    def __init__(self, in_channels: int, dim: int) -> None:
+        super().__init__(ConvProjection(in_channels, dim), nn.Conv2d(dim, dim, kernel_size=1))
+
+
+class CMASGE(nn.Module):
+    def __init__(
+        self, graph: LabelGraph, backbone: str, pretrained_path: str | None, semantic_dim: int, asge_hidden: int,
+        asge_weight: float,
+    ) -> None:
+        super().__init__()
+        self.backbone = Backbone(backbone, pretrained_path=pretrained_path)
+        register_graph_buffers(self, graph)
+        channels = self.backbone.out_channels
+        self.asge = AdjacencySimilarityEmbedding(graph.embedding_dim, asge_hidden, semantic_dim)
+        self.cmt = CrossModalityTransformation(channels, semantic_dim)
+        self.cma = LabelGuidedAttention(similarity="cosine", normalisation="relu")
+        self.attention_classifier = PerLabelClassifier(graph.num_classes, channels)
+        self.global_head = GlobalPoolClassifier(channels, graph.num_classes)
+        self.fuse = WeightedSum(2, "mean")
+        self.asge_weight = asge_weight
+
+    def forward(self, images: Tensor) -> Tensor:
+        features = self.backbone(images)[-1]
+        label_features = self.cma(self.asge(self.label_embeddings), self.cmt(features), values=features)
+        return self.fuse([self.attention_classifier(label_features), self.global_head(features)])
+
+    def auxiliary_loss(self) -> Tensor:
+        """The ASGE loss, image-independent (C×C cosines)."""
+        return self.asge_weight * AdjacencySimilarityEmbedding.loss(self.asge(self.label_embeddings), self.adjacency)
+
+
+@register_model("cmasge")
+def cmasge(
+    num_classes: int,
+    graph: LabelGraph,
+    backbone: str,
+    pretrained_path: str | None = None,
+    semantic_dim: int = 256,
+    asge_hidden: int = 512,
+    asge_weight: float = 1.0,
+) -> nn.Module:
+    """The paper leaves the semantic width and the ASGE fitting schedule open: 256-d label
+    embeddings from a one-hidden-layer (512) encoder, fitted jointly with weight 1."""
+    require_count("cmasge", semantic_dim=semantic_dim, asge_hidden=asge_hidden)
+    require_weight("cmasge", asge_weight=asge_weight)
+    return CMASGE(graph, backbone, pretrained_path, semantic_dim, asge_hidden, asge_weight)

@@ -1,0 +1,93 @@
+"""Attention over feature maps: label-guided spatial attention and map-to-map (cross) attention."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Similarity = Literal["dot", "cosine"]
+Normalisation = Literal["softmax", "relu"]
+
+
+class LabelGuidedAttention(nn.Module):
+    """Each label vector scores every location of a map and pools the locations it matches.
+
+    This is the one mechanism all four research models share: MSRN and SGFN apply it at stages
+    2–4 with their label semantics, MGSGN with projected label embeddings to get the per-image
+    label representations `V`, and CMA-SGE as its Cross-Modality Attention. The variants differ
+    only in how scores become weights:
+
+    - `dot` + `softmax` (MSRN, SGFN, MGSGN): scaled dot product, softmax over locations;
+    - `cosine` + `relu` (CMA-SGE, You et al. §3.3): cosine similarity, negatives cut by ReLU, the
+      rest normalised to sum to one — a label absent from the image attends to nothing.
+
+    `keys` decide *where* to look, `values` what is pooled; CMA-SGE looks in the projected
+    (semantic) map but pools the visual one, the others pool the map they score.
+    """
+
+    def __init__(
+        self, similarity: Similarity = "dot", normalisation: Normalisation = "softmax", eps: float = 1e-6
+    ) -> None:
+        super().__init__()
+        self.similarity = similarity
+        self.normalisation = normalisation
+        self.eps = eps
+
+    def forward(self, labels: Tensor, keys: Tensor, values: Tensor | None = None) -> Tensor:
+        """`labels` `[C, D]` or `[B, C, D]`, `keys` `[B, D, H, W]`, `values` `[B, Dv, H, W]` →
+        label-specific features `[B, C, Dv]`."""
+        keys = keys.flatten(2)  # [B, D, N]
+        values = keys if values is None else values.flatten(2)
+        if self.similarity == "cosine":
+            scores = torch.matmul(F.normalize(labels, dim=-1), F.normalize(keys, dim=1))
+        else:
+            scores = torch.matmul(labels, keys) / math.sqrt(keys.shape[1])
+        if self.normalisation == "softmax":
+            weights = scores.softmax(dim=-1)
+        else:
+            positive = F.relu(scores)
+            weights = positive / (positive.sum(dim=-1, keepdim=True) + self.eps)
+        return torch.matmul(weights, values.transpose(1, 2))  # [B, C, Dv]
+
+
+class CrossAttention2d(nn.Module):
+    """Every location of a query map attends to every location of a context map.
+
+    With `context=None` it is a non-local block (Wang et al., CVPR 2018): global spatial
+    correlation over one map — SGFN's Feature Aggregation Module. With a shallower context map it
+    is MGSGN's cross-layer attention: the deepest map queries a finer one, so each of its
+    locations pulls in the detail it lacks.
+
+    The result is added to the query through a learned gate that starts at zero (as the non-local
+    block zero-initialises its output), so the pretrained backbone's features pass unchanged at
+    the start of training. `inner_dim` is rounded down to a multiple of `heads`, since the inner
+    width is usually derived from a backbone's channel count.
+    """
+
+    def __init__(self, query_channels: int, context_channels: int, inner_dim: int, heads: int = 1) -> None:
+        super().__init__()
+        self.heads = heads
+        inner_dim = max(heads, inner_dim - inner_dim % heads)
+        self.to_query = nn.Linear(query_channels, inner_dim, bias=False)
+        self.to_key_value = nn.Linear(context_channels, 2 * inner_dim, bias=False)
+        self.to_out = nn.Linear(inner_dim, query_channels)
+        self.gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, query: Tensor, context: Tensor | None = None) -> Tensor:
+        batch, channels, height, width = query.shape
+        query_tokens = query.flatten(2).transpose(1, 2)  # [B, Nq, Dq]
+        context_tokens = query_tokens if context is None else context.flatten(2).transpose(1, 2)
+        q = self._split_heads(self.to_query(query_tokens))
+        k, v = (self._split_heads(t) for t in self.to_key_value(context_tokens).chunk(2, dim=-1))
+        attended = F.scaled_dot_product_attention(q, k, v)  # [B, heads, Nq, d]
+        attended = attended.transpose(1, 2).flatten(2)  # [B, Nq, inner]
+        update = self.to_out(attended).transpose(1, 2).reshape(batch, channels, height, width)
+        return query + self.gate * update
+
+    def _split_heads(self, tokens: Tensor) -> Tensor:
+        batch, length, width = tokens.shape
+        return tokens.view(batch, length, self.heads, width // self.heads).transpose(1, 2)

@@ -1,0 +1,324 @@
+"""Every registered architecture honours the model contract; the shared layers do what the papers
+need of them. Small on purpose: resnet18 at 64 px, batch 2, one CPU thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlic.errors import ConfigError
+from mlic.graph.label_graph import LabelGraph
+from mlic.models import create_model, list_models, model_spec
+from mlic.models.cmasge import AdjacencySimilarityEmbedding
+from mlic.models.layers import (
+    Backbone,
+    DiffPool,
+    GraphAttention,
+    LabelGuidedAttention,
+    WeightedSum,
+    synthetic_label_graph,
+)
+from mlic.models.mgsgn import MultiPerspectiveGraph
+from mlic.models.saved import load_model, save_model
+
+NUM_CLASSES = 10
+EMBEDDING_DIM = 32
+IMAGE_SIZE = 64
+BACKBONE = "resnet18"
+ARCHS = list_models()
+GRAPH_FREE = {"baseline"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def graph() -> LabelGraph:
+    return synthetic_label_graph(NUM_CLASSES, embedding_dim=EMBEDDING_DIM, num_images=400)
+
+
+def images(batch: int = 2, size: int = IMAGE_SIZE, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def build(arch: str, graph: LabelGraph, seed: int = 0, backbone: str = BACKBONE, **knobs: object) -> nn.Module:
+    torch.manual_seed(seed)
+    return create_model(arch, NUM_CLASSES, graph, backbone=backbone, **knobs)
+
+
+def perturbed(model: nn.Module, seed: int = 1) -> nn.Module:
+    """Move every parameter off its initial value, so zero-initialised gates and equal fusion
+    weights cannot hide a branch from an equality check."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def training_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """What training computes: BCE on the logits plus the model's auxiliary loss, if any."""
+    logits = model(batch).float()
+    targets = torch.zeros_like(logits)
+    targets[:, ::3] = 1.0
+    loss = F.binary_cross_entropy_with_logits(logits, targets)
+    if hasattr(model, "auxiliary_loss"):
+        auxiliary = model.auxiliary_loss()
+        assert auxiliary.dim() == 0 and torch.isfinite(auxiliary).item()
+        loss = loss + auxiliary.float()
+    return loss
+
+
+# --- the model contract, for every registered architecture -------------------------------------
+
+
+def test_every_architecture_is_registered() -> None:
+    assert set(ARCHS) == {"baseline", "mlgcn", "msrn", "mgsgn", "sgfn", "cmasge"}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_output_is_finite_logits_per_label(arch: str, graph: LabelGraph) -> None:
+    logits = build(arch, graph).eval()(images())
+    assert logits.shape == (2, NUM_CLASSES)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradients_reach_every_parameter(arch: str, graph: LabelGraph) -> None:
+    model = perturbed(build(arch, graph)).train()
+    training_loss(model, images()).backward()
+    without_grad = [name for name, parameter in model.named_parameters() if parameter.grad is None]
+    assert without_grad == []
+    head = [p.grad for name, p in model.named_parameters() if not name.startswith("backbone.")]
+    assert all(torch.isfinite(g).all() for g in head)
+    assert sum(float(g.abs().sum()) for g in head) > 0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_same_seed_builds_the_same_model(arch: str, graph: LabelGraph) -> None:
+    first, second = build(arch, graph, seed=3).eval(), build(arch, graph, seed=3).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(first(images()), second(images()), rtol=0, atol=0)
+    other = build(arch, graph, seed=4).eval()
+    with torch.no_grad():
+        assert not torch.allclose(first(images()), other(images()))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_saved_model_reloads_identical_with_its_graph(arch: str, graph: LabelGraph, tmp_path: Path) -> None:
+    model = perturbed(build(arch, graph)).eval()
+    save_model(tmp_path, model, model_spec(arch, graph, BACKBONE, IMAGE_SIZE, {}))
+    reloaded, spec = load_model(tmp_path)
+    assert spec["arch"] == arch
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(images()), model(images()), rtol=0, atol=0)
+    state = reloaded.state_dict()
+    if arch in GRAPH_FREE:
+        assert "adjacency" not in state and "label_embeddings" not in state
+    else:  # rebuilt from a placeholder graph: the real graph must come back from the state_dict
+        np.testing.assert_array_equal(state["adjacency"].numpy(), graph.adjacency)
+        np.testing.assert_array_equal(state["label_embeddings"].numpy(), graph.label_embeddings)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batch_of_one_in_train_and_eval_mode(arch: str, graph: LabelGraph) -> None:
+    """BatchNorm2d normalises over B×H×W, so one image (with a map larger than 1×1: 2×2 at
+    64 px) trains; no layer normalises over the batch alone. In eval mode, an image's logits do
+    not depend on the rest of its batch."""
+    model = perturbed(build(arch, graph)).train()
+    training_loss(model, images(batch=1)).backward()
+    model.eval()
+    batch = images(batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch[:1]), model(batch)[:1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_trains_under_bf16_autocast(arch: str, graph: LabelGraph) -> None:
+    """Training on a GPU runs in bf16 autocast (`train.amp`); the same mixed-dtype path on CPU."""
+    model = build(arch, graph).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = training_loss(model, images())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_export_with_dynamic_batch_matches_eager(arch: str, graph: LabelGraph) -> None:
+    """torch.export (not torch.compile): it is the ahead-of-time graph a server can load without
+    the Python model code, it checks in seconds (compile's cold start is ~30 s per model), and
+    it fails loudly on data-dependent control flow in `forward`."""
+    model = perturbed(build(arch, graph)).eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    exported = torch.export.export(model, (images(batch=2),), dynamic_shapes={"images": {0: batch}})
+    with torch.no_grad():
+        for size in (1, 3):
+            sample = images(batch=size, seed=size)
+            torch.testing.assert_close(exported.module()(sample), model(sample), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_unknown_knob_names_the_model_section(arch: str, graph: LabelGraph) -> None:
+    with pytest.raises(ConfigError) as error:
+        build(arch, graph, not_a_knob=1)
+    assert error.value.field is not None and error.value.field.startswith(f"models.{arch}")
+    assert "not_a_knob" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("arch", "knob", "value"),
+    [
+        ("baseline", "dropout", 1.5),
+        ("mlgcn", "pool", "median"),
+        ("msrn", "num_groups", 0),
+        ("msrn", "gat_hidden", 512.0),  # a width must be a whole number
+        ("msrn", "semantic_dim", 510),  # not divisible by the 4 GAT heads
+        ("msrn", "layer_fusion", "max"),
+        ("mgsgn", "top_k", 0),
+        ("mgsgn", "map_fusion", "stack"),
+        ("sgfn", "combine", "product"),
+        ("cmasge", "asge_weight", -1.0),
+    ],
+)
+def test_bad_knob_value_names_the_knob(arch: str, knob: str, value: object, graph: LabelGraph) -> None:
+    with pytest.raises(ConfigError) as error:
+        build(arch, graph, **{knob: value})
+    assert error.value.field == f"models.{arch}.{knob}"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None:
+    """Each architecture's non-default knob values build and run (not only the defaults)."""
+    knobs = {
+        "baseline": {"dropout": 0.5},
+        "mlgcn": {"hidden_dim": 64, "pool": "avg"},
+        "msrn": {
+            "semantic_dim": 64, "gat_hidden": 64, "gat_heads": 2, "num_groups": 3, "combine": "sum",
+            "layer_fusion": "learned",
+        },
+        "mgsgn": {"feature_dim": 64, "attention_dim": 32, "map_fusion": "sum", "perspectives": 2, "top_k": None},
+        "sgfn": {"semantic_dim": 64, "gcn_hidden": 64, "fam_heads": 4, "combine": "sum", "layer_fusion": "mean"},
+        "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0},
+    }[arch]
+    model = build(arch, graph, **knobs).train()
+    training_loss(model, images()).backward()
+    assert all(parameter.grad is not None for parameter in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_runs_on_tresnet_m(arch: str, graph: LabelGraph) -> None:
+    """SGFN's paper backbone; its stages have other widths than ResNet's (128/1024/2048), read
+    from timm's feature_info."""
+    logits = build(arch, graph, backbone="tresnet_m").eval()(images())
+    assert logits.shape == (2, NUM_CLASSES) and torch.isfinite(logits).all()
+
+
+# --- backbone ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "channels"),
+    [
+        ("resnet18", [128, 256, 512]),
+        ("resnet50", [512, 1024, 2048]),
+        ("tresnet_m", [128, 1024, 2048]),
+        ("convnext_atto", [80, 160, 320]),
+    ],
+)
+def test_backbone_picks_stages_by_stride(name: str, channels: list[int]) -> None:
+    """ResNets number stride 8 as level 2, ConvNeXt as level 1: stages are chosen by stride."""
+    backbone = Backbone(name, strides=(8, 16, 32))
+    assert backbone.channels == channels
+    maps = backbone(images())
+    assert [m.shape[1] for m in maps] == channels
+    assert [IMAGE_SIZE // m.shape[-1] for m in maps] == [8, 16, 32]
+
+
+def test_backbone_without_the_strides_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as error:
+        Backbone("vit_tiny_patch16_224", strides=(8, 16, 32))
+    assert error.value.field == "train.backbone"
+
+
+# --- shared layers: the mechanisms the papers rely on --------------------------------------
+
+
+def test_label_guided_attention_softmax_averages_locations() -> None:
+    """Softmax weights sum to one over locations: a constant map comes back unchanged."""
+    labels = torch.randn(5, 8)
+    constant = torch.arange(8.0).view(1, 8, 1, 1).expand(2, 8, 3, 3)
+    expected = constant[:, :, 0, 0].unsqueeze(1).expand(2, 5, 8)
+    torch.testing.assert_close(LabelGuidedAttention()(labels, constant), expected)
+
+
+def test_label_guided_attention_relu_pools_visual_values_where_the_label_matches() -> None:
+    """CMA: keys decide where, values what; a label dissimilar to every location pools nothing."""
+    keys = torch.zeros(1, 2, 1, 2)
+    keys[0, 0, 0, 0] = 1.0  # location 0 points along axis 0, location 1 along axis 1
+    keys[0, 1, 0, 1] = 1.0
+    values = torch.tensor([10.0, 20.0]).view(1, 1, 1, 2)
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    pooled = LabelGuidedAttention("cosine", "relu")(labels, keys, values)
+    torch.testing.assert_close(pooled[0, :, 0], torch.tensor([10.0, 20.0, 0.0]), atol=1e-4, rtol=0)
+
+
+def test_graph_attention_ignores_labels_outside_the_graph() -> None:
+    adjacency = torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    layer = GraphAttention(4, 8, heads=2)
+    nodes = torch.randn(3, 4)
+    changed = nodes.clone()
+    changed[2] = torch.randn(4)
+    torch.testing.assert_close(layer(nodes, adjacency)[:2], layer(changed, adjacency)[:2])
+    assert not torch.allclose(layer(nodes, adjacency)[2], layer(changed, adjacency)[2])
+
+
+def test_multi_perspective_graph_is_sparse_and_row_normalised() -> None:
+    torch.manual_seed(0)
+    dynamic = MultiPerspectiveGraph(dim=16, perspectives=3, top_k=4)(torch.rand(2, 9, 16))
+    assert dynamic.shape == (2, 9, 9)
+    assert ((dynamic > 0).sum(-1) <= 4).all()
+    torch.testing.assert_close(dynamic.sum(-1), torch.ones(2, 9), atol=1e-4, rtol=0)
+
+
+def test_diffpool_assigns_each_label_softly_and_links_cost_less_when_grouped() -> None:
+    adjacency = torch.block_diag(torch.ones(2, 2), torch.ones(2, 2)) / 2
+    group_semantics, assignment = DiffPool(dim=8, num_groups=2)(torch.randn(4, 8), adjacency)
+    assert group_semantics.shape == (4, 8)
+    torch.testing.assert_close(assignment.sum(-1), torch.ones(4))
+    by_block = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert DiffPool.regularisation(by_block, adjacency) < DiffPool.regularisation(mixed, adjacency)
+
+
+def test_asge_loss_fits_embeddings_to_the_adjacency(graph: LabelGraph) -> None:
+    torch.manual_seed(0)
+    adjacency = torch.from_numpy(graph.adjacency)
+    encoder = AdjacencySimilarityEmbedding(EMBEDDING_DIM, 32, 16)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-2)
+    word_embeddings = torch.from_numpy(graph.label_embeddings)
+    with torch.no_grad():
+        start = float(AdjacencySimilarityEmbedding.loss(encoder(word_embeddings), adjacency))
+    for _ in range(100):
+        optimizer.zero_grad()
+        AdjacencySimilarityEmbedding.loss(encoder(word_embeddings), adjacency).backward()
+        optimizer.step()
+    with torch.no_grad():
+        assert float(AdjacencySimilarityEmbedding.loss(encoder(word_embeddings), adjacency)) < 0.25 * start
+
+
+def test_learned_fusion_starts_as_the_mean() -> None:
+    branches = [torch.ones(2, 3), 3 * torch.ones(2, 3)]
+    torch.testing.assert_close(WeightedSum(2, "learned")(branches), 2 * torch.ones(2, 3))
+    torch.testing.assert_close(WeightedSum(2, "sum")(branches), 4 * torch.ones(2, 3))
