@@ -1,0 +1,216 @@
+"""A real TorchServe on 127.0.0.1 free ports: start, predict, reject bad input, keep serving, stop."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+import torch
+from PIL import Image
+
+from mlic.data.images import decode_image
+from mlic.data.transforms import to_model_input
+from mlic.errors import ServingError
+from mlic.models.saved import load_model
+from mlic.paths import Paths
+from mlic.serving import client, server
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def endpoint(packaged_root: Path) -> Iterator[server.Endpoint]:
+    """One server for the module; `serving` stops it even when a test fails."""
+    with server.serving(Paths(packaged_root), port=0) as running:
+        yield running
+    assert not psutil.pid_exists(running.pid)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real PNG, not square and not at the model's size, so resizing is part of the comparison."""
+    pixels = np.random.default_rng(1).integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("images") / "photo.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _auth(endpoint: server.Endpoint) -> dict[str, str]:
+    return {**OCTET, "Authorization": f"Bearer {client.inference_token(endpoint.key_file)}"}
+
+
+def _in_process_scores(root: Path, image: Path) -> dict[str, float]:
+    model, spec = load_model(root / "artifacts" / "models" / "baseline")
+    batch = to_model_input(decode_image(image, name=image.name), spec["image_size"]).unsqueeze(0)
+    with torch.inference_mode():
+        probabilities = torch.sigmoid(model(batch))[0].tolist()
+    return dict(zip(spec["label_names"], probabilities, strict=True))
+
+
+def test_prediction_matches_the_model_in_process(endpoint: server.Endpoint, packaged_root: Path, photo: Path) -> None:
+    (answer,) = client.predict_files(Paths(packaged_root), [photo], all_scores=True)
+    expected = _in_process_scores(packaged_root, photo)
+    assert answer["scores"] == pytest.approx(expected, abs=1e-5)
+    thresholds = json.loads(Paths(packaged_root).best_file.read_text())["thresholds"]
+    chosen = {name for (name, score), threshold in zip(expected.items(), thresholds) if score >= threshold}
+    assert {item["label"] for item in answer["labels"]} == chosen
+    scores = [item["score"] for item in answer["labels"]]
+    assert scores == sorted(scores, reverse=True)
+    (plain,) = client.predict_files(Paths(packaged_root), [photo])
+    assert "scores" not in plain and plain["labels"] == answer["labels"]
+
+
+def test_json_body_with_base64_image(endpoint: server.Endpoint, photo: Path) -> None:
+    body = {"image": base64.b64encode(photo.read_bytes()).decode(), "all_scores": True}
+    headers = {"Authorization": _auth(endpoint)["Authorization"]}
+    response = httpx.post(endpoint.prediction_url, json=body, headers=headers, timeout=60)
+    assert response.status_code == 200 and set(response.json()) == {"labels", "scores"}
+
+
+def test_bad_input_is_a_400_with_a_message_and_the_server_keeps_serving(endpoint: server.Endpoint, photo: Path) -> None:
+    with httpx.Client(timeout=60) as http:
+        for body in (b"definitely not an image", b"", photo.read_bytes()[:60]):
+            response = http.post(endpoint.prediction_url, content=body, headers=_auth(endpoint))
+            assert response.status_code == 400, response.text
+            error = response.json()
+            assert error["type"] == "BadInput" and error["message"] and error["fix"]
+        after = http.post(endpoint.prediction_url, content=photo.read_bytes(), headers=_auth(endpoint))
+    assert after.status_code == 200 and "labels" in after.json()
+
+
+def test_one_bad_image_in_a_batch_fails_only_itself(endpoint: server.Endpoint, photo: Path) -> None:
+    bodies = [photo.read_bytes(), b"junk", photo.read_bytes(), photo.read_bytes(), b"junk", photo.read_bytes()]
+
+    def send(body: bytes) -> int:
+        return httpx.post(endpoint.prediction_url, content=body, headers=_auth(endpoint), timeout=60).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        statuses = list(pool.map(send, bodies))
+    assert statuses == [200, 400, 200, 200, 400, 200]
+
+
+def test_client_names_the_file_the_server_rejected(
+    endpoint: server.Endpoint, packaged_root: Path, tmp_path: Path
+) -> None:
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is text")
+    with pytest.raises(ServingError, match="HTTP 400: cannot decode image") as caught:
+        list(client.predict_files(Paths(packaged_root), [fake]))
+    assert caught.value.file == str(fake)
+
+
+def test_body_over_max_request_size_is_refused(endpoint: server.Endpoint, packaged_root: Path, tmp_path: Path) -> None:
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG" + bytes(10 * 1024 * 1024))
+    with pytest.raises(ServingError, match="larger than the server accepts") as caught:
+        list(client.predict_files(Paths(packaged_root), [huge]))
+    assert "package.max_request_size" in caught.value.fix
+
+
+def test_missing_or_wrong_token_is_rejected(endpoint: server.Endpoint, photo: Path, monkeypatch) -> None:
+    for headers in (OCTET, {**OCTET, "Authorization": "Bearer wrongkey"}):
+        response = httpx.post(endpoint.prediction_url, content=photo.read_bytes(), headers=headers, timeout=60)
+        assert response.status_code == 400 and client.is_token_rejection(response)
+    monkeypatch.setenv(client.TOKEN_ENV, "wrongkey")
+    with pytest.raises(ServingError, match="rejected the inference token") as caught:
+        list(client.predict_files(Paths("."), [photo], url=endpoint.prediction_url))
+    assert client.TOKEN_ENV in caught.value.fix
+    monkeypatch.setenv(client.TOKEN_ENV, client.inference_token(endpoint.key_file))
+    (answer,) = client.predict_files(Paths("."), [photo], url=endpoint.prediction_url)
+    assert "labels" in answer
+
+
+def test_expired_token_is_renewed_through_the_token_api(
+    endpoint: server.Endpoint, packaged_root: Path, photo: Path
+) -> None:
+    old_token = client.inference_token(endpoint.key_file)
+    keys = client.read_key_file(endpoint.key_file)
+    keys["inference"]["expiration time"] = "2000-01-01T00:00:00.000000Z"  # what a key looks like an hour on
+    endpoint.key_file.write_text(json.dumps(keys))
+    (answer,) = client.predict_files(Paths(packaged_root), [photo])
+    assert "labels" in answer
+    new_token = client.inference_token(endpoint.key_file)
+    assert new_token != old_token and not client.token_expired(endpoint.key_file)
+    stale_headers = {**OCTET, "Authorization": f"Bearer {old_token}"}
+    stale = httpx.post(endpoint.prediction_url, content=photo.read_bytes(), headers=stale_headers)
+    assert client.is_token_rejection(stale)
+
+
+def test_server_is_locked_down(endpoint: server.Endpoint) -> None:
+    management_key = client.read_key_file(endpoint.key_file)["management"]["key"]
+    headers = {"Authorization": f"Bearer {management_key}"}
+    with httpx.Client(timeout=30) as http:
+        remote_archive = {"url": "https://example.com/x.mar"}
+        register = http.post(f"{endpoint.management_url}/models", params=remote_archive, headers=headers)
+        described = http.get(f"{endpoint.management_url}/models/{endpoint.model_name}", headers=headers).json()[0]
+        metrics = http.get(f"{endpoint.metrics_url}/metrics")
+    assert register.status_code == 405  # the management model API is off
+    assert described["batchSize"] == 4 and described["maxBatchDelay"] == 100
+    assert described["workers"][0]["status"] == "READY"
+    assert metrics.status_code == 200 and "ts_inference_requests_total" in metrics.text
+    for url in (endpoint.inference_url, endpoint.management_url, endpoint.metrics_url):
+        assert url.startswith("http://127.0.0.1:")
+
+
+def test_second_start_on_the_same_root_is_refused(endpoint: server.Endpoint, packaged_root: Path) -> None:
+    with pytest.raises(ServingError, match="already running"):
+        server.start(Paths(packaged_root), port=0)
+
+
+def _mlic(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(BIN / "mlic"), *args, "--root", str(root)], env=env, capture_output=True, text=True, timeout=400
+    )
+
+
+def test_cli_serve_predict_stop(packaged_root: Path, photo: Path, tmp_path: Path) -> None:
+    """A second server beside the module's one: its own state folder, ports and pid file."""
+    root = tmp_path / "project"
+    shutil.copytree(packaged_root / "artifacts", root / "artifacts")
+    try:
+        started = _mlic("serve", "--port", "0", root=root)
+        assert started.returncode == 0, started.stderr
+        assert "/predictions/mlic" in started.stdout and "key_file.json" in started.stdout
+        predicted = _mlic("predict", str(photo), "--all-scores", root=root)
+        assert predicted.returncode == 0, predicted.stderr
+        assert predicted.stdout.startswith(f"{photo}: ") and "| all: " in predicted.stdout
+    finally:
+        stopped = _mlic("serve", "--stop", root=root)
+    assert stopped.returncode == 0, stopped.stderr
+    after = _mlic("predict", str(photo), root=root)
+    assert after.returncode == ServingError.exit_code and "mlic serve" in after.stderr
+
+
+def test_a_model_that_cannot_load_fails_start_with_the_log(packaged_root: Path, tmp_path: Path) -> None:
+    """/ping would say Healthy here; start() waits for a real prediction, then stops and quotes the log."""
+    paths = Paths(tmp_path / "project")
+    shutil.copytree(packaged_root / "artifacts", paths.root / "artifacts")
+    archive = paths.model_store / "mlic.mar"
+    with zipfile.ZipFile(packaged_root / "artifacts" / "serving" / "model-store" / "mlic.mar") as good:
+        members = {name: good.read(name) for name in good.namelist()}
+    spec = json.loads(members["serving.json"])
+    members["serving.json"] = json.dumps({**spec, "thresholds": [0.5]}).encode()
+    with zipfile.ZipFile(archive, "w") as broken:
+        for name, data in members.items():
+            broken.writestr(name, data)
+    with pytest.raises(ServingError, match="did not answer a prediction") as caught:
+        server.start(paths, port=0, timeout_s=20)
+    assert "model_log.log" in str(caught.value) and "thresholds" in str(caught.value)
+    assert not (paths.serve_state / "server.json").exists()
+    assert server.stop(paths) is False

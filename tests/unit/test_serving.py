@@ -1,0 +1,130 @@
+"""The serving pieces that need no running TorchServe: request parsing, answers, the handler's batch."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import ts
+from ts.context import Context, RequestProcessor
+
+from mlic.errors import DataError, ServingError
+from mlic.serving.archive import HANDLER_FILE, load_handler_class, read_properties, write_properties
+from mlic.serving.client import format_answer
+from mlic.serving.predictor import SERVING_FILE, ServedModel, parse_request, probe_image
+
+PNG = probe_image()
+
+
+def test_raw_bytes_with_all_scores_header_in_any_case() -> None:
+    assert parse_request({"body": PNG}, {}, "r").all_scores is False
+    request = parse_request({"body": bytearray(PNG)}, {"x-all-scores": "True"}, "r")
+    assert request.image == PNG and request.all_scores is True
+
+
+def test_json_request_with_base64_image() -> None:
+    body = {"image": base64.b64encode(PNG).decode(), "all_scores": True}
+    request = parse_request({"body": body}, {}, "r")
+    assert request.image == PNG and request.all_scores is True
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"body": {"image": "@@not base64@@"}}, "not valid base64"),
+        ({"body": {"picture": "abc"}}, "no 'image'"),
+        ({"body": {"image": base64.b64encode(PNG).decode(), "all_scores": "yes"}}, "true or false"),
+        ({"body": "text"}, "arrived as text"),
+        ({}, "no image"),
+    ],
+)
+def test_malformed_requests_are_data_errors(row: dict, message: str) -> None:
+    with pytest.raises(DataError, match=message) as caught:
+        parse_request(row, {}, "request 7")
+    assert caught.value.file == "request 7" and caught.value.fix
+
+
+@pytest.fixture
+def model_folder(packaged_root: Path, tmp_path: Path) -> Path:
+    """The files an unpacked archive holds (weights, config, serving spec)."""
+    with zipfile.ZipFile(packaged_root / "artifacts" / "serving" / "model-store" / "mlic.mar") as bundle:
+        bundle.extractall(tmp_path)
+    return tmp_path
+
+
+def test_answer_keeps_labels_at_their_threshold_sorted_by_score(model_folder: Path) -> None:
+    served = ServedModel.load(model_folder)
+    served = dataclasses.replace(served, thresholds=torch.tensor([0.2, 0.5, 0.6, 0.9]))
+    answer = served.answer(torch.tensor([0.3, 0.8, 0.6, 0.95]), all_scores=False)
+    assert answer == {
+        "labels": [
+            {"label": "street", "score": pytest.approx(0.95)},
+            {"label": "sea", "score": pytest.approx(0.8)},
+            {"label": "car", "score": pytest.approx(0.6)},
+            {"label": "boat", "score": pytest.approx(0.3)},
+        ]
+    }
+    everything = served.answer(torch.tensor([0.1, 0.2, 0.3, 0.4]), all_scores=True)
+    assert everything["labels"] == []
+    assert everything["scores"] == pytest.approx({"boat": 0.1, "sea": 0.2, "car": 0.3, "street": 0.4})
+
+
+def test_serving_spec_must_match_the_model(model_folder: Path) -> None:
+    spec_file = model_folder / SERVING_FILE
+    spec = json.loads(spec_file.read_text())
+    spec_file.write_text(json.dumps({**spec, "thresholds": spec["thresholds"][:2]}))
+    with pytest.raises(ServingError, match="thresholds"):
+        ServedModel.load(model_folder)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow warns, then we refuse
+def test_handler_answers_each_request_of_a_batch_on_its_own(model_folder: Path) -> None:
+    """Undecodable, empty or too large images get their own 400; their neighbours get predictions."""
+    spec_file = model_folder / SERVING_FILE
+    spec_file.write_text(json.dumps({**json.loads(spec_file.read_text()), "max_image_pixels": 32 * 32}))
+    manifest = json.loads((model_folder / "MAR-INF" / "MANIFEST.json").read_text())
+    handler = load_handler_class(HANDLER_FILE)()
+    context = Context("mlic", str(model_folder), manifest, 4, None, ts.__version__)
+    handler.initialize(context)
+    rows = [
+        {"body": PNG},
+        {"body": b"not an image"},
+        {"body": {"image": base64.b64encode(PNG).decode()}},
+        {"body": b""},
+        {"body": probe_image(size=33)},
+    ]
+    context.request_processor = [RequestProcessor({}) for _ in rows]
+    answers = [json.loads(answer) for answer in handler.handle(rows, context)]
+    statuses = [context.get_response_status(index)[0] for index in range(len(rows))]
+    assert statuses == [200, 400, 200, 400, 400]
+    assert answers[0] == answers[2] and "boat" in [item["label"] for item in answers[0]["labels"]]
+    assert answers[1]["type"] == "BadInput" and "cannot decode image" in answers[1]["message"]
+    assert answers[3]["message"] == "empty image data"
+    assert "over the cap of 1024" in answers[4]["message"]
+    assert all(context.get_response_content_type(index) == "application/json" for index in range(len(rows)))
+
+
+def test_properties_round_trip_keeps_backslashes(tmp_path: Path) -> None:
+    values = {"allowed_urls": r"^file://.*\.mar$", "models": '{"a":{"1":{}}}'}
+    written = write_properties(tmp_path / "config.properties", values, "two\nlines")
+    assert written.read_text().startswith("# two\n# lines\n")
+    assert read_properties(written) == values
+
+
+def test_format_answer_is_one_readable_line() -> None:
+    answer = {"labels": [{"label": "boat", "score": 0.931}], "scores": {"sea": 0.2, "boat": 0.931}}
+    assert format_answer(Path("a.png"), answer) == "a.png: boat 0.93 | all: boat 0.93, sea 0.20"
+    assert format_answer("b.png", {"labels": []}) == "b.png: no label above its threshold"
+
+
+def test_reference_config_in_serving_folder_matches_what_package_writes() -> None:
+    from mlic.config import PackageConfig
+    from mlic.serving.archive import serving_properties
+
+    reference = HANDLER_FILE.parent / "config.properties"
+    assert read_properties(reference) == serving_properties(PackageConfig())
