@@ -1,0 +1,73 @@
+# syntax=docker/dockerfile:1.7
+# Two images from one file (build and push: docs/operations.md):
+#   runtime  every pipeline step: the Kubeflow components, the Trainer TrainJob, `mlic <step>`.
+#            PyPI's Linux torch bundles CUDA 13 (the nvidia-* wheels), so the same image trains
+#            on CPU nodes and on GPU nodes (NVIDIA driver >= 580).
+#   serving  TorchServe (Java 17) with mlic installed, serving the packaged model from /mnt/models
+#            (model-store/ + config/config.properties: the pipeline's package artifact, which is
+#            also what KServe mounts there).
+# Both install the exact versions of constraints.txt and run as the unprivileged user 10001.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DVC_NO_ANALYTICS=1 \
+    GX_ANALYTICS_ENABLED=false \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+# git: DVC clones data repositories (fetch step); tini: PID 1 that reaps TorchServe's workers.
+# Versions come with the pinned base image's Debian release (security updates keep flowing).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 10001 mlic \
+    && useradd --uid 10001 --gid mlic --create-home --shell /usr/sbin/nologin mlic
+
+FROM base AS builder
+WORKDIR /opt/mlic
+# Dependencies first, from the pin file only: this layer is rebuilt when the pins change, not
+# when the code does. A stub package lets pip resolve mlic's own requirements.
+COPY constraints.txt pyproject.toml README.md ./
+RUN python -m venv /opt/venv \
+    && mkdir -p src/mlic \
+    && touch src/mlic/__init__.py \
+    && pip install --no-cache-dir -c constraints.txt . \
+    && pip uninstall -y mlic
+# Editable install: `mlic package` finds the TorchServe handler in the source tree (serving/).
+COPY src/ src/
+COPY serving/handler.py serving/handler.py
+RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
+    && python -m compileall -q src
+
+FROM base AS runtime
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/mlic /opt/mlic
+# KFP's launcher stages artifacts under /gcs, /minio and /s3: writable by a non-root task.
+RUN install -d -m 1777 /gcs /minio /s3
+USER 10001:10001
+WORKDIR /home/mlic
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["mlic", "--help"]
+
+FROM base AS serving
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/mlic /opt/mlic
+USER 10001:10001
+WORKDIR /home/mlic
+EXPOSE 8080 8082
+# /ping answers once the frontend is up; a model's readiness is a real prediction (docs/operations.md).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", "/mnt/models/config/config.properties"]

@@ -1,0 +1,72 @@
+"""Run the whole pipeline here with kfp.local: same components, same code as on a cluster.
+
+`SubprocessRunner(use_venv=False)` runs each task as a subprocess of this Python environment (the
+runtime image's role is played by the current venv). Resource requests have no effect locally.
+Every task runs (kfp.local's cache is off) so that one folder holds the whole run.
+"""
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlic.errors import PipelineError
+from mlic.kubeflow.pipeline import BuildSettings, build_pipeline
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """Where a local run put its outputs, and what it measured."""
+
+    run_dir: Path
+    #: The evaluate task's Metrics artifact: every architecture's metrics, best_mAP, gate_passed.
+    metrics: dict[str, float]
+    evaluation_table: str
+    gate_passed: bool
+    #: The packaged model folder (KServe layout), None when the gate stopped the run.
+    model_archive: Path | None
+
+    def summary(self) -> str:
+        lines = [f"pipeline outputs: {self.run_dir} (one folder per task)", "", self.evaluation_table.rstrip()]
+        lines.append(
+            f"metrics artifact: {len(self.metrics)} values, best_mAP {self.metrics['best_mAP']:.2f}, "
+            f"gate_passed {self.gate_passed}"
+        )
+        if self.model_archive is not None:
+            lines.append(f"packaged model (KServe storageUri layout): {self.model_archive}")
+        else:
+            lines.append("not packaged: the mAP gate failed (evaluate.min_map)")
+        return "\n".join(lines)
+
+
+def run_local(params_json: str, arguments: dict[str, str], output_dir: Path) -> LocalRun:
+    """Run the pipeline to the end; a failed task raises PipelineError (its log is printed above)."""
+    from kfp import local
+
+    output_dir = output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir), raise_on_error=True)
+    before = set(output_dir.iterdir())
+    pipeline = build_pipeline(BuildSettings(), params_json)
+    with warnings.catch_warnings():
+        # Expected here: our image is a Python image (kfp.local guesses from its name), and resource
+        # requests are for the cluster (the module docstring says so).
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*", category=UserWarning)
+        try:
+            task = pipeline(params=params_json, **arguments)
+        except RuntimeError as exc:
+            raise PipelineError(
+                f"local pipeline run failed: {exc}", file=output_dir, fix="read the failed task's log above"
+            ) from None
+    (run_dir,) = set(output_dir.iterdir()) - before
+    # kfp.local writes each output at <run>/<task path>/<output name>: the table sits beside the metrics.
+    metrics = task.output
+    table = (Path(metrics.path).parent / "table").read_text(encoding="utf-8")
+    model_archive = next(run_dir.glob("**/package/model_archive"), None)
+    return LocalRun(
+        run_dir=run_dir,
+        metrics=dict(metrics.metadata),
+        evaluation_table=table,
+        gate_passed=bool(metrics.metadata["gate_passed"]),
+        model_archive=model_archive,
+    )
