@@ -151,6 +151,7 @@ def train(
     config = _config(params_json, f"train {arch}")
     with layout.staged_root(Path(prepared.path), Path(graph.path)) as paths:
         result = step.run(config, paths, arch)
+        assert result is not None, "a KFP train task is one process, so it is rank 0"
         layout.export(paths, [paths.model_dir(arch)], _folder(model))
         log.info(result.summary())
     model.metadata["arch"] = arch

@@ -8,7 +8,7 @@ from mlic.paths import Paths
 from mlic.training.loop import TrainResult, train
 
 
-def run(config: Config, paths: Paths, arch: str) -> TrainResult:
+def run(config: Config, paths: Paths, arch: str) -> TrainResult | None:
     if arch not in config.architectures:
         raise ConfigError(
             f"architecture '{arch}' is not in the architectures list",

@@ -314,12 +314,13 @@ class Trainer:
         distributed.destroy_process_group(self.context)
 
 
-def train(config: Config, paths: Paths, arch: str) -> TrainResult:
+def train(config: Config, paths: Paths, arch: str) -> TrainResult | None:
+    """Train and save; under torchrun only rank 0 returns a result (the others return None)."""
     trainer = Trainer(config, paths, arch)
     try:
         result = trainer.fit()
         trainer.save(result)
         distributed.barrier(trainer.context)
-        return result
+        return result if trainer.context.is_main else None
     finally:
         trainer.close()
