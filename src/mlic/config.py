@@ -48,6 +48,9 @@ class SyntheticConfig(Strict):
     object_scales: list[float] = Field(default_factory=lambda: [0.12, 0.22, 0.38])
     #: Probability that an object is drawn from the scene's typical set (else any category).
     context_strength: float = Field(0.9, ge=0.0, le=1.0)
+    #: Probability that the backdrop is the image's own scene (else any scene's): weak on purpose,
+    #: so the companions, not the background colour, carry the context.
+    background_context: float = Field(0.3, ge=0.0, le=1.0)
     #: Pixel noise added to every image (0..1 of the value range).
     noise: float = Field(0.08, ge=0.0, le=1.0)
     #: Cap on training images per label, so label priors matter (None = no cap).
