@@ -117,3 +117,20 @@ def test_evaluate_names_a_missing_model(graphed):
     config, paths = graphed
     with pytest.raises(DataError, match="mlic train --arch baseline"):
         evaluate_step.run(config, paths)
+
+
+def test_a_single_step_run_trains(graphed):
+    """The smallest run (one epoch of one step) must work: quick checks and CI use such runs."""
+    config, paths = graphed
+    config.train.epochs, config.train.max_steps_per_epoch = 1, 1
+    assert train_step.run(config, paths, "baseline").epochs == 1
+
+
+def test_warmup_cosine_schedule_shape():
+    from mlic.training.loop import warmup_cosine
+
+    factor = warmup_cosine(10)
+    values = [factor(step) for step in range(10)]
+    assert values[0] == 0.5 and values[1] == 1.0  # two warm-up steps
+    assert all(a >= b for a, b in zip(values[1:], values[2:]))  # then never rises
+    assert warmup_cosine(1)(0) == 1.0

@@ -1,4 +1,4 @@
-"""The training loop: one architecture, BCE (+ a model's own auxiliary loss), AdamW + one-cycle,
+"""The training loop: one architecture, BCE (+ a model's own auxiliary loss), AdamW + warm-up/cosine,
 a checkpoint each epoch, dvclive curves, DDP under torchrun.
 
 Deterministic on CPU for a seed: every epoch reseeds the global and loader RNGs from (seed,
@@ -12,6 +12,7 @@ import math
 import random
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,22 @@ def param_groups(model: nn.Module, lr: float, head_lr_scale: float, weight_decay
     return [dict(g, weight_decay=weight_decay) for g in groups if g["params"]]
 
 
+def warmup_cosine(total_steps: int, warmup_fraction: float = 0.2) -> Callable[[int], float]:
+    """LR factor: linear warm-up (randomly initialised heads need it), then cosine decay to 0.
+
+    Defined for any number of steps, down to a single one (quick test runs).
+    """
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
 def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
     """A model's own extra objective (e.g. CMA-SGE's embedding loss), when it defines one."""
     method = getattr(model, "auxiliary_loss", None)
@@ -155,11 +172,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, self.settings.lr, self.settings.head_lr_scale, self.settings.weight_decay)
         )
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer,
-            max_lr=[group["lr"] for group in self.optimizer.param_groups],
-            total_steps=self.settings.epochs * self.steps_per_epoch,
-            pct_start=0.2,
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(self.settings.epochs * self.steps_per_epoch)
         )
         self.wrapped: nn.Module = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
