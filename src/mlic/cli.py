@@ -40,6 +40,7 @@ def _setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns `mlic serve`'s output
 
 
 def user_errors(func: F) -> F:
@@ -162,8 +163,7 @@ def serve(
     _setup_logging()
     paths = Paths(root)
     if stop:
-        server.stop(paths)
-        typer.echo("TorchServe stopped")
+        typer.echo("TorchServe stopped" if server.stop(paths) else "no TorchServe started by `mlic serve` was running")
         return
     endpoint = server.start(paths, port=port)
     typer.echo(endpoint.describe())
@@ -196,11 +196,9 @@ def models_command() -> None:
 
 
 def _register_pipeline_commands() -> None:
-    """`mlic pipeline ...` lives with the Kubeflow code; absent kfp it is simply not offered."""
-    try:
-        from mlic.kubeflow.cli import pipeline_app
-    except ImportError:
-        return
+    """`mlic pipeline ...` lives with the Kubeflow code (which imports kfp only inside its commands)."""
+    from mlic.kubeflow.cli import pipeline_app
+
     app.add_typer(pipeline_app, name="pipeline", help="Compile, run locally, or submit the Kubeflow pipeline.")
 
 

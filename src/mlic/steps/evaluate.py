@@ -42,6 +42,19 @@ class ArchEvaluation:
     test_targets: np.ndarray
 
 
+TABLE_COLUMNS = ["mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3"]
+
+
+def metrics_table(per_arch: dict[str, dict[str, float]], best_arch: str | None = None) -> str:
+    """Markdown table of the papers' columns, the chosen architecture starred."""
+    lines = ["| arch | " + " | ".join(TABLE_COLUMNS) + " |", "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+    for arch, metrics in per_arch.items():
+        mark = " ★" if arch == best_arch else ""
+        values = " | ".join(f"{metrics.get(c, float('nan')):.1f}" for c in TABLE_COLUMNS)
+        lines.append(f"| {arch}{mark} | {values} |")
+    return "\n".join(lines)
+
+
 @dataclass
 class EvaluateResult:
     per_arch: dict[str, dict[str, float]]
@@ -51,12 +64,7 @@ class EvaluateResult:
     gate_passed: bool
 
     def table(self) -> str:
-        columns = ["mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3"]
-        lines = ["| arch | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        for arch, metrics in self.per_arch.items():
-            mark = " ★" if arch == self.best_arch else ""
-            lines.append(f"| {arch}{mark} | " + " | ".join(f"{metrics.get(c, float('nan')):.1f}" for c in columns) + " |")
-        return "\n".join(lines)
+        return metrics_table(self.per_arch, self.best_arch)
 
     def summary(self) -> str:
         verdict = "passed" if self.gate_passed else "FAILED"

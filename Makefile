@@ -1,0 +1,52 @@
+# The front door. Every target creates/uses .venv itself; nothing else is needed on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DVC_NO_ANALYTICS := 1
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install demo test test-fast serve stop pipeline bench bench-quality bench-speed lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install mlic with its pinned dependencies
+
+demo: install  ## the whole pipeline on the embedded benchmark, then a live endpoint answering
+	dvc repro
+	$(BIN)/python -m mlic.demo
+
+test: install  ## the whole suite, slow end-to-end tests included (what CI runs)
+	$(BIN)/pytest
+
+test-fast: install  ## unit tests only
+	$(BIN)/pytest -m "not slow"
+
+serve: install  ## start TorchServe with the packaged model and leave it running (`make stop` ends it)
+	$(BIN)/mlic serve
+
+stop: install
+	$(BIN)/mlic serve --stop
+
+pipeline: install  ## compile the Kubeflow pipeline to pipelines/compiled/mlic.yaml
+	$(BIN)/mlic pipeline compile
+
+bench: bench-quality bench-speed
+
+bench-quality: install
+	$(BIN)/python bench/quality.py
+
+bench-speed: install
+	$(BIN)/python bench/speed.py
+
+lint: install
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/python -m compileall -q src tests bench
+
+clean:  ## remove pipeline outputs (not the venv)
+	rm -rf data artifacts reports .mlic

@@ -1,0 +1,109 @@
+"""`dvc repro` for real, in a temp copy of the project, on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "architectures": ["baseline", "mlgcn"],
+    "data": {"synthetic": {"num_images": 150, "image_size": 48}},
+    "validate": {"min_positives": 1},
+    "train": {"image_size": 32, "epochs": 1, "batch_size": 16},
+    "models": {"baseline": {"dropout": 0.0}, "mlgcn": {"hidden_dim": 64, "pool": "max"}},
+    "evaluate": {"min_map": 0.0},
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        base[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return base
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git+DVC project holding our dvc.yaml, tiny params, and the sources the stages hash."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(PROJECT / name, root / name)
+    for folder in ("src", "serving"):
+        shutil.copytree(PROJECT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = _merge(yaml.safe_load((PROJECT / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text((PROJECT / ".gitignore").read_text())
+    run(["git", "init", "-q"], root)
+    run(["dvc", "init", "-q"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], root)
+    run(["dvc", "repro"], root)
+    return root
+
+
+def test_repro_runs_every_stage_and_writes_the_contract_outputs(project: Path) -> None:
+    for output in (
+        "data/prepared/train.json", "data/prepared/labels.json", "metrics/data.json",
+        "artifacts/graph/graph.npz", "artifacts/models/baseline/weights.pt", "artifacts/models/mlgcn/config.json",
+        "metrics/evaluation.json", "metrics/per_class.csv", "artifacts/best.json",
+        "artifacts/serving/model-store/mlic.mar", "artifacts/serving/config.properties",
+    ):
+        assert (project / output).is_file(), output
+    evaluation = json.loads((project / "metrics/evaluation.json").read_text())
+    assert set(evaluation) == {"baseline", "mlgcn"}
+    assert 0 <= evaluation["mlgcn"]["mAP"] <= 100
+
+
+def test_second_repro_is_a_no_op(project: Path) -> None:
+    result = run(["dvc", "repro"], project)
+    assert "Running stage" not in result.stdout + result.stderr
+    assert run(["dvc", "status"], project).stdout.strip().startswith("Data and pipelines are up to date")
+
+
+def test_metrics_are_declared_for_dvc_metrics_show(project: Path) -> None:
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert "mAP" in files["metrics/evaluation.json"]["data"]["mlgcn"]
+    assert "metrics/data.json" in files
+
+
+def test_changing_one_models_knob_retrains_only_that_model(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mlgcn"]["hidden_dim"] = 48
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stale = run(["dvc", "status", "--json"], project).stdout
+    changed = set(json.loads(stale))
+    assert "train@mlgcn" in changed
+    assert "train@baseline" not in changed and "prepare" not in changed and "graph" not in changed
+
+
+def test_failing_validation_stops_the_pipeline(tmp_path: Path, project: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(project, broken, ignore=shutil.ignore_patterns("artifacts", "metrics", "reports"))
+    params = yaml.safe_load((broken / "params.yaml").read_text())
+    params["validate"]["min_positives"] = 10_000  # no label can have that many training images
+    (broken / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["dvc", "repro"], broken, check=False)
+    assert result.returncode != 0
+    assert "min_positives" in result.stdout + result.stderr
+    assert not (broken / "artifacts" / "graph" / "graph.npz").exists()
+    assert not (broken / "metrics" / "data.json").exists()
