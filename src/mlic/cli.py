@@ -6,6 +6,7 @@ Heavy imports (torch, great_expectations, kfp) happen inside the commands so `ml
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -68,37 +69,24 @@ def _context(params: Path, overrides: list[str] | None, root: Path) -> tuple[Any
     return load_config(params, overrides or []), Paths(root)
 
 
-@app.command()
-@user_errors
-def prepare(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
-    """Import COCO / VOC or generate the built-in benchmark, and split it (data/prepared/)."""
-    from mlic.steps import prepare as step
+def _step_command(name: str, summary: str) -> None:
+    """Register `mlic <name>`: load params, run `mlic.steps.<name>.run(config, paths)`, print its summary.
 
-    config, paths = _context(params, set_, root)
-    result = step.run(config, paths)
-    typer.echo(result.summary())
+    prepare, validate, graph and package differ only in the step they call, so one body serves.
+    """
 
+    def command(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
+        step = importlib.import_module(f"mlic.steps.{name}")
+        config, paths = _context(params, set_, root)
+        typer.echo(step.run(config, paths).summary())
 
-@app.command()
-@user_errors
-def validate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
-    """Check annotations and images with great-expectations; non-zero exit on any failure."""
-    from mlic.steps import validate as step
-
-    config, paths = _context(params, set_, root)
-    result = step.run(config, paths)
-    typer.echo(result.summary())
+    command.__doc__ = summary
+    app.command(name)(user_errors(command))
 
 
-@app.command()
-@user_errors
-def graph(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
-    """Build the label co-occurrence graph and label embeddings (artifacts/graph/)."""
-    from mlic.steps import graph as step
-
-    config, paths = _context(params, set_, root)
-    result = step.run(config, paths)
-    typer.echo(result.summary())
+_step_command("prepare", "Import COCO / VOC or generate the built-in benchmark, and split it (data/prepared/).")
+_step_command("validate", "Check annotations and images with great-expectations; non-zero exit on any failure.")
+_step_command("graph", "Build the label co-occurrence graph and label embeddings (artifacts/graph/).")
 
 
 @app.command()
@@ -138,15 +126,7 @@ def evaluate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None,
         )
 
 
-@app.command()
-@user_errors
-def package(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
-    """Build the TorchServe archive of the chosen model (artifacts/serving/)."""
-    from mlic.steps import package as step
-
-    config, paths = _context(params, set_, root)
-    result = step.run(config, paths)
-    typer.echo(result.summary())
+_step_command("package", "Build the TorchServe archive of the chosen model (artifacts/serving/).")
 
 
 @app.command()
