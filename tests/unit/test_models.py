@@ -190,6 +190,7 @@ def test_unknown_knob_names_the_model_section(arch: str, graph: LabelGraph) -> N
         ("mgsgn", "map_fusion", "stack"),
         ("sgfn", "combine", "product"),
         ("cmasge", "asge_weight", -1.0),
+        ("cmasge", "attention_smoothing", -0.5),
     ],
 )
 def test_bad_knob_value_names_the_knob(arch: str, knob: str, value: object, graph: LabelGraph) -> None:
@@ -210,7 +211,7 @@ def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None
         },
         "mgsgn": {"feature_dim": 64, "attention_dim": 32, "map_fusion": "sum", "perspectives": 2, "top_k": None},
         "sgfn": {"semantic_dim": 64, "gcn_hidden": 64, "fam_heads": 4, "combine": "sum", "layer_fusion": "mean"},
-        "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0},
+        "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0, "attention_smoothing": 0.0},
     }[arch]
     model = build(arch, graph, **knobs).train()
     training_loss(model, images()).backward()
@@ -272,6 +273,43 @@ def test_label_guided_attention_relu_pools_visual_values_where_the_label_matches
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
     pooled = LabelGuidedAttention("cosine", "relu")(labels, keys, values)
     torch.testing.assert_close(pooled[0, :, 0], torch.tensor([10.0, 20.0, 0.0]), atol=1e-4, rtol=0)
+
+
+def test_relu_attention_smoothing_bounds_the_gradient_of_a_barely_matching_label() -> None:
+    """CMA-SGE's fault on 3×3 maps: a label whose cosines are barely positive at two locations
+    got a gradient of ~1/(their sum) — a spike that inflated Adam's second moments for the whole
+    run and froze the backbone. Smoothing bounds it; a label matching nowhere then pools the
+    map's average instead of a zero vector."""
+
+    def keys_gradient(smoothing: float) -> float:
+        keys = torch.tensor([[1e-4, 2e-4, -1.0], [1.0, 1.0, 1.0]]).view(1, 2, 1, 3).requires_grad_(True)
+        values = torch.tensor([1.0, 2.0, 3.0]).view(1, 1, 1, 3)
+        attend = LabelGuidedAttention("cosine", "relu", smoothing=smoothing)
+        attend(torch.tensor([[1.0, 0.0]]), keys, values).sum().backward()
+        return float(keys.grad.norm())
+
+    assert keys_gradient(0.0) > 1e3
+    assert keys_gradient(1.0) < 2.0
+    keys = torch.eye(2).view(1, 2, 1, 2)
+    values = torch.tensor([10.0, 20.0]).view(1, 1, 1, 2)
+    pooled = LabelGuidedAttention("cosine", "relu", smoothing=1.0)(torch.tensor([[-1.0, -1.0]]), keys, values)
+    torch.testing.assert_close(pooled[0, 0], torch.tensor([15.0]))
+
+
+def test_cmasge_label_embeddings_start_apart_like_their_words() -> None:
+    """Biased ASGE layers started every label at nearly one embedding (mean off-diagonal cosine
+    0.91 from unit word vectors at 0.27), so all labels attended to the same locations."""
+    wide = synthetic_label_graph(NUM_CLASSES, embedding_dim=384, num_images=400)
+    model = build("cmasge", wide)
+    off_diagonal = ~torch.eye(NUM_CLASSES, dtype=torch.bool)
+
+    def mean_cosine(vectors: torch.Tensor) -> float:
+        unit = F.normalize(vectors, dim=-1)
+        return float((unit @ unit.t())[off_diagonal].mean())
+
+    with torch.no_grad():
+        start = mean_cosine(model.asge(model.label_embeddings))
+    assert abs(start - mean_cosine(torch.from_numpy(wide.label_embeddings))) < 0.25
 
 
 def test_graph_attention_ignores_labels_outside_the_graph() -> None:

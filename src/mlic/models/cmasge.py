@@ -6,7 +6,8 @@
 2. CMT (Cross-Modality Transformation): 1×1 convs carry the last feature map into that space.
 3. CMA (Cross-Modality Attention): label k's attention map is the ReLU'd cosine between its
    embedding and every projected location, normalised; it weights an average of the *visual*
-   features → one category-wise feature per label → per-label classifier.
+   features → one category-wise feature per label → per-label classifier. A little evidence is
+   spread over every location first (`attention_smoothing`): see `LabelGuidedAttention`.
 4. The logits are the average of this attention branch and a global-pool branch.
 """
 
@@ -36,11 +37,19 @@ class AdjacencySimilarityEmbedding(nn.Module):
     The paper fits these embeddings to the graph before training; here they are fitted jointly,
     from the first step, by `loss` (weighted into the model's auxiliary loss) — so the whole
     model stays one module rebuilt from its state_dict, with no separate fitting stage.
+
+    The layers have no bias: sentence embeddings are unit vectors (entries ~0.05), and a default
+    bias is as large as the signal, so biased layers start every label at nearly the same
+    embedding (off-diagonal cosine 0.91 on the demo labels, 0.30 between their word vectors):
+    every label would attend to the same locations until the ASGE loss pulled them apart.
+    Without bias the encoder is positively homogeneous and starts near the words' geometry.
     """
 
     def __init__(self, embedding_dim: int, hidden_dim: int, dim: int) -> None:
         super().__init__()
-        self.encode = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.LeakyReLU(0.2), nn.Linear(hidden_dim, dim))
+        self.encode = nn.Sequential(
+            nn.Linear(embedding_dim, hidden_dim, bias=False), nn.LeakyReLU(0.2), nn.Linear(hidden_dim, dim, bias=False)
+        )
 
     def forward(self, word_embeddings: Tensor) -> Tensor:
         return self.encode(word_embeddings)
@@ -73,7 +82,7 @@ class CrossModalityTransformation(nn.Sequential):
 class CMASGE(nn.Module):
     def __init__(
         self, graph: LabelGraph, backbone: str, pretrained_path: str | None, semantic_dim: int, asge_hidden: int,
-        asge_weight: float,
+        asge_weight: float, attention_smoothing: float,
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, pretrained_path=pretrained_path)
@@ -81,7 +90,7 @@ class CMASGE(nn.Module):
         channels = self.backbone.out_channels
         self.asge = AdjacencySimilarityEmbedding(graph.embedding_dim, asge_hidden, semantic_dim)
         self.cmt = CrossModalityTransformation(channels, semantic_dim)
-        self.cma = LabelGuidedAttention(similarity="cosine", normalisation="relu")
+        self.cma = LabelGuidedAttention(similarity="cosine", normalisation="relu", smoothing=attention_smoothing)
         self.attention_classifier = PerLabelClassifier(graph.num_classes, channels)
         self.global_head = GlobalPoolClassifier(channels, graph.num_classes)
         self.fuse = WeightedSum(2, "mean")
@@ -106,9 +115,14 @@ def cmasge(
     semantic_dim: int = 256,
     asge_hidden: int = 512,
     asge_weight: float = 1.0,
+    attention_smoothing: float = 1.0,
 ) -> nn.Module:
     """The paper leaves the semantic width and the ASGE fitting schedule open: 256-d label
-    embeddings from a one-hidden-layer (512) encoder, fitted jointly with weight 1."""
+    embeddings from a one-hidden-layer (512) encoder, fitted jointly with weight 1.
+    `attention_smoothing` 1.0 is one fully matching location's worth of evidence spread over the
+    map: a matched label on the paper's 14×14 maps adds up far more, so there it changes little;
+    on the demo's 3×3 maps it is what keeps the attention branch trainable (0 = the plain ReLU
+    normalisation)."""
     require_count("cmasge", semantic_dim=semantic_dim, asge_hidden=asge_hidden)
-    require_weight("cmasge", asge_weight=asge_weight)
-    return CMASGE(graph, backbone, pretrained_path, semantic_dim, asge_hidden, asge_weight)
+    require_weight("cmasge", asge_weight=asge_weight, attention_smoothing=attention_smoothing)
+    return CMASGE(graph, backbone, pretrained_path, semantic_dim, asge_hidden, asge_weight, attention_smoothing)
