@@ -221,6 +221,17 @@ SCENES: tuple[Scene, ...] = (
 
 CATEGORY_INDEX: dict[str, int] = {category.name: index for index, category in enumerate(CATEGORIES)}
 
+
+def _look_alike_groups() -> tuple[tuple[str, ...], ...]:
+    by_sprite: dict[str, list[str]] = {}
+    for category in CATEGORIES:
+        by_sprite.setdefault(category.sprite, []).append(category.name)
+    return tuple(tuple(names) for names in by_sprite.values() if len(names) > 1)
+
+
+#: Groups of categories drawn with one sprite: their AP measures how much a model uses context.
+LOOK_ALIKE_GROUPS: tuple[tuple[str, ...], ...] = _look_alike_groups()
+
 #: Seed streams, so layouts and pixels of one image never share random draws.
 _LAYOUT_STREAM, _RENDER_STREAM = 0, 1
 #: Candidate positions tried per object; the least overlapping one is kept.
