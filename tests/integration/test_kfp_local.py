@@ -4,6 +4,7 @@ a cluster runs, every task a subprocess of this environment."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,27 @@ def task_output(run: LocalRun, task: str, output: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def passed_run(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
+def run_with_root_handlers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[LocalRun, list[logging.Handler], list[logging.Handler]]:
+    """The run, and the root logger's handlers before and after it (kfp.local rewires them)."""
     params_json = json.dumps(config_from_dict(TINY).to_dict())
-    return run_local(params_json, {}, tmp_path_factory.mktemp("kfp-local"))
+    before = logging.getLogger().handlers[:]
+    run = run_local(params_json, {}, tmp_path_factory.mktemp("kfp-local"))
+    return run, before, logging.getLogger().handlers[:]
+
+
+@pytest.fixture(scope="module")
+def passed_run(run_with_root_handlers: tuple[LocalRun, list[logging.Handler], list[logging.Handler]]) -> LocalRun:
+    return run_with_root_handlers[0]
+
+
+def test_run_leaves_the_root_logger_as_it_found_it(
+    run_with_root_handlers: tuple[LocalRun, list[logging.Handler], list[logging.Handler]],
+) -> None:
+    # A handler left behind writes every later log line to the run's stderr, closed by then.
+    _, before, after = run_with_root_handlers
+    assert after == before
 
 
 def test_every_step_leaves_its_artifact(passed_run: LocalRun) -> None:

@@ -5,7 +5,10 @@ runtime image's role is played by the current venv). Resource requests have no e
 Every task runs (kfp.local's cache is off) so that one folder holds the whole run.
 """
 
+import contextlib
+import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,23 @@ class LocalRun:
         return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _root_logger_restored() -> Iterator[None]:
+    """Give the root logger back as it was: kfp.local swaps its handlers and logs outside its own guard.
+
+    Left alone, kfp.local leaves a root handler bound to the stream that was stderr during the run;
+    in a long-lived process (a notebook, a test session) every later log line then goes to that
+    stream, closed by then, and prints a "Logging error" traceback instead of the message.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def run_local(params_json: str, arguments: dict[str, str], output_dir: Path) -> LocalRun:
     """Run the pipeline to the end; a failed task raises PipelineError (its log is printed above)."""
     from kfp import local
@@ -47,7 +67,7 @@ def run_local(params_json: str, arguments: dict[str, str], output_dir: Path) -> 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir), raise_on_error=True)
     before = set(output_dir.iterdir())
     pipeline = build_pipeline(BuildSettings(), params_json)
-    with warnings.catch_warnings():
+    with _root_logger_restored(), warnings.catch_warnings():
         # Expected here: our image is a Python image (kfp.local guesses from its name), and resource
         # requests are for the cluster (the module docstring says so).
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)

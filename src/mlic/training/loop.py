@@ -199,28 +199,29 @@ class Trainer:
         self.wrapped.train()
         criterion = nn.BCEWithLogitsLoss()
         total, batches = 0.0, 0
-        progress = tqdm(
+        # A context manager closes the bar on the early break below too, not whenever it is collected.
+        with tqdm(
             self.train_loader, total=self.steps_per_epoch, desc=f"{self.arch} epoch {epoch + 1}/{self.settings.epochs}",
             disable=not self.context.is_main, leave=False,
-        )
-        for step, (images, targets) in enumerate(progress):
-            if step >= self.steps_per_epoch:
-                break
-            images = images.to(self.device, non_blocking=True)
-            targets = targets.to(self.device, non_blocking=True)
-            with autocast_context(self.device, self.settings.amp):
-                loss = criterion(self.wrapped(images).float(), targets)
-                extra = auxiliary_loss(self.model)
-                if extra is not None:
-                    loss = loss + extra.float()
-            self._check_loss(loss, epoch, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            total += float(loss.detach())
-            batches += 1
-            progress.set_postfix(loss=f"{total / batches:.4f}")
+        ) as progress:
+            for step, (images, targets) in enumerate(progress):
+                if step >= self.steps_per_epoch:
+                    break
+                images = images.to(self.device, non_blocking=True)
+                targets = targets.to(self.device, non_blocking=True)
+                with autocast_context(self.device, self.settings.amp):
+                    loss = criterion(self.wrapped(images).float(), targets)
+                    extra = auxiliary_loss(self.model)
+                    if extra is not None:
+                        loss = loss + extra.float()
+                self._check_loss(loss, epoch, step)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                total += float(loss.detach())
+                batches += 1
+                progress.set_postfix(loss=f"{total / batches:.4f}")
         return distributed.mean_across_ranks(total / max(batches, 1), self.context, self.device)
 
     def _validate(self) -> float:
