@@ -34,7 +34,10 @@ from mlic.data.synthetic import LOOK_ALIKE_GROUPS
 
 from mlic.config import Config, load_config
 from mlic.data.canonical import load_labels
+from mlic.data.dataset import MultiLabelDataset
+from mlic.data.transforms import eval_transform
 from mlic.io import write_json
+from mlic.models.diagnostics import label_query_cosine
 from mlic.models.saved import load_model
 from mlic.paths import Paths
 from mlic.steps import graph, prepare, train, validate
@@ -59,6 +62,9 @@ class Run:
     look_alike_AP: float
     parameters: int
     seconds_per_epoch: float
+    #: Mean cosine between the label queries of its label-guided attention (1.0: every label
+    #: attends to the same places); NaN for models without one.
+    label_query_cosine: float
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -110,12 +116,20 @@ def train_and_evaluate(config: Config, paths: Paths, arch: str, seed: int) -> Ru
     names = load_labels(paths.labels_file).names
     evaluation = evaluate_arch(arch, config, paths, names)
     metrics = evaluation.metrics
-    model, _ = load_model(paths.model_dir(arch))
+    model, spec = load_model(paths.model_dir(arch))
+    cosine = label_query_cosine(model, first_test_images(config, paths, len(names), spec["image_size"]))
     return Run(
         arch=arch, seed=seed, mAP=metrics["mAP"], CF1=metrics["CF1"], OF1=metrics["OF1"],
         look_alike_AP=look_alike_ap(config, names, evaluation.per_class_ap),
         parameters=sum(p.numel() for p in model.parameters()), seconds_per_epoch=result.seconds_per_epoch,
+        label_query_cosine=float("nan") if cosine is None else cosine,
     )
+
+
+def first_test_images(config: Config, paths: Paths, num_classes: int, image_size: int, count: int = 8) -> torch.Tensor:
+    """The first test images, as evaluation sees them: MGSGN's label queries depend on the image."""
+    dataset = MultiLabelDataset(paths.split_file("test"), num_classes, eval_transform(image_size), config.data.max_image_pixels)
+    return torch.stack([dataset[index][0] for index in range(min(count, len(dataset)))])
 
 
 def look_alike_ap(config: Config, names: list[str], per_class_ap: np.ndarray) -> float:
@@ -123,6 +137,12 @@ def look_alike_ap(config: Config, names: list[str], per_class_ap: np.ndarray) ->
         return float("nan")
     look_alikes = [names.index(name) for group in LOOK_ALIKE_GROUPS for name in group]
     return float(np.nanmean(per_class_ap[look_alikes]))
+
+
+def query_cosine(runs: list[Run]) -> str:
+    """Mean over seeds, or a dash for a model without label-guided attention."""
+    values = [r.label_query_cosine for r in runs if np.isfinite(r.label_query_cosine)]
+    return f"{np.mean(values):.2f}" if values else "–"
 
 
 def spread(values: list[float]) -> str:
@@ -134,9 +154,9 @@ def spread(values: list[float]) -> str:
 
 def table(runs: list[Run], archs: list[str]) -> str:
     lines = [
-        "| arch | mAP (mean ± std) | Δ mAP vs baseline | mAP per seed | look-alike AP | CF1 | OF1 | params (M) "
-        "| train s/epoch |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| arch | mAP (mean ± std) | Δ mAP vs baseline | mAP per seed | look-alike AP | CF1 | OF1 | label-query cos "
+        "| params (M) | train s/epoch |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     reference = [r.mAP for r in runs if r.arch == REFERENCE]
     for arch in archs:
@@ -147,7 +167,7 @@ def table(runs: list[Run], archs: list[str]) -> str:
             f"| {arch} | {spread(maps)} | {delta} | {' / '.join(f'{m:.1f}' for m in maps)} "
             f"| {np.mean([r.look_alike_AP for r in mine]):.1f} "
             f"| {np.mean([r.CF1 for r in mine]):.1f} | {np.mean([r.OF1 for r in mine]):.1f} "
-            f"| {mine[0].parameters / 1e6:.2f} | {np.mean([r.seconds_per_epoch for r in mine]):.1f} |"
+            f"| {query_cosine(mine)} | {mine[0].parameters / 1e6:.2f} | {np.mean([r.seconds_per_epoch for r in mine]):.1f} |"
         )
     return "\n".join(lines)
 
@@ -188,7 +208,9 @@ def write_report(path: Path, command: str, settings: str, body: str, started: da
         f"Settings: {settings}\n\n"
         "Test split; mAP, CF1 and OF1 in % (CF1/OF1 at threshold 0.5, means over seeds); look-alike AP is "
         f"the mean AP of {', '.join('/'.join(group) for group in LOOK_ALIKE_GROUPS)} (one sprite each, told apart "
-        "only by their companions); train s/epoch is wall time on this machine, mean over seeds.\n\n"
+        "only by their companions); label-query cos is the mean cosine between the label queries of the model's "
+        "label-guided attention (about 0: each label looks for its own object; 1.00: all labels attend to the "
+        "same places); train s/epoch is wall time on this machine, mean over seeds.\n\n"
         f"{body}\n",
         encoding="utf-8",
     )
