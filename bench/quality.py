@@ -34,14 +34,12 @@ from mlic.data.synthetic import LOOK_ALIKE_GROUPS
 
 from mlic.config import Config, load_config
 from mlic.data.canonical import load_labels
-from mlic.data.dataset import MultiLabelDataset
-from mlic.data.transforms import eval_transform
 from mlic.io import write_json
 from mlic.models.diagnostics import label_query_cosine
 from mlic.models.saved import load_model
 from mlic.paths import Paths
 from mlic.steps import graph, prepare, train, validate
-from mlic.steps.evaluate import evaluate_arch
+from mlic.steps.evaluate import evaluate_arch, split_dataset
 
 REFERENCE = "baseline"
 TARGET_MARGIN = 3.0  # the best graph model should beat the baseline by this many mAP points
@@ -128,7 +126,7 @@ def train_and_evaluate(config: Config, paths: Paths, arch: str, seed: int) -> Ru
 
 def first_test_images(config: Config, paths: Paths, num_classes: int, image_size: int, count: int = 8) -> torch.Tensor:
     """The first test images, as evaluation sees them: MGSGN's label queries depend on the image."""
-    dataset = MultiLabelDataset(paths.split_file("test"), num_classes, eval_transform(image_size), config.data.max_image_pixels)
+    dataset = split_dataset(paths, "test", num_classes, image_size, config)
     return torch.stack([dataset[index][0] for index in range(min(count, len(dataset)))])
 
 

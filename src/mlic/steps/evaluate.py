@@ -74,8 +74,13 @@ class EvaluateResult:
         )
 
 
+def split_dataset(paths: Paths, split: str, num_classes: int, image_size: int, config: Config) -> MultiLabelDataset:
+    """A split's images exactly as evaluation sees them (eval transform, pixel cap)."""
+    return MultiLabelDataset(paths.split_file(split), num_classes, eval_transform(image_size), config.data.max_image_pixels)
+
+
 def _loader(paths: Paths, split: str, num_classes: int, image_size: int, config: Config) -> DataLoader:
-    dataset = MultiLabelDataset(paths.split_file(split), num_classes, eval_transform(image_size), config.data.max_image_pixels)
+    dataset = split_dataset(paths, split, num_classes, image_size, config)
     return DataLoader(dataset, batch_size=config.train.batch_size, num_workers=config.train.num_workers)
 
 
