@@ -35,7 +35,7 @@ from mlic.data.synthetic import LOOK_ALIKE_GROUPS
 from mlic.config import Config, load_config
 from mlic.data.canonical import load_labels
 from mlic.io import write_json
-from mlic.models.diagnostics import label_query_cosine
+from mlic.models.diagnostics import probe_label_attention
 from mlic.models.saved import load_model
 from mlic.paths import Paths
 from mlic.steps import graph, prepare, train, validate
@@ -63,6 +63,9 @@ class Run:
     #: Mean cosine between the label queries of its label-guided attention (1.0: every label
     #: attends to the same places); NaN for models without one.
     label_query_cosine: float
+    #: Entropy of each label's attention weights as a fraction of the uniform one (0: each label
+    #: reads one location); NaN for models without label-guided attention.
+    attention_entropy: float
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -115,12 +118,13 @@ def train_and_evaluate(config: Config, paths: Paths, arch: str, seed: int) -> Ru
     evaluation = evaluate_arch(arch, config, paths, names)
     metrics = evaluation.metrics
     model, spec = load_model(paths.model_dir(arch))
-    cosine = label_query_cosine(model, first_test_images(config, paths, len(names), spec["image_size"]))
+    attention = probe_label_attention(model, first_test_images(config, paths, len(names), spec["image_size"]))
     return Run(
         arch=arch, seed=seed, mAP=metrics["mAP"], CF1=metrics["CF1"], OF1=metrics["OF1"],
         look_alike_AP=look_alike_ap(config, names, evaluation.per_class_ap),
         parameters=sum(p.numel() for p in model.parameters()), seconds_per_epoch=result.seconds_per_epoch,
-        label_query_cosine=float("nan") if cosine is None else cosine,
+        label_query_cosine=float("nan") if attention is None else attention.query_cosine,
+        attention_entropy=float("nan") if attention is None else attention.entropy,
     )
 
 
@@ -137,10 +141,10 @@ def look_alike_ap(config: Config, names: list[str], per_class_ap: np.ndarray) ->
     return float(np.nanmean(per_class_ap[look_alikes]))
 
 
-def query_cosine(runs: list[Run]) -> str:
-    """Mean over seeds, or a dash for a model without label-guided attention."""
-    values = [r.label_query_cosine for r in runs if np.isfinite(r.label_query_cosine)]
-    return f"{np.mean(values):.2f}" if values else "–"
+def attention_figure(values: list[float]) -> str:
+    """Mean over seeds of a label-attention figure, or a dash for a model without that attention."""
+    finite = [value for value in values if np.isfinite(value)]
+    return f"{np.mean(finite):.2f}" if finite else "–"
 
 
 def spread(values: list[float]) -> str:
@@ -153,8 +157,8 @@ def spread(values: list[float]) -> str:
 def table(runs: list[Run], archs: list[str]) -> str:
     lines = [
         "| arch | mAP (mean ± std) | Δ mAP vs baseline | mAP per seed | look-alike AP | CF1 | OF1 | label-query cos "
-        "| params (M) | train s/epoch |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| attention entropy | params (M) | train s/epoch |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     reference = [r.mAP for r in runs if r.arch == REFERENCE]
     for arch in archs:
@@ -165,7 +169,8 @@ def table(runs: list[Run], archs: list[str]) -> str:
             f"| {arch} | {spread(maps)} | {delta} | {' / '.join(f'{m:.1f}' for m in maps)} "
             f"| {np.mean([r.look_alike_AP for r in mine]):.1f} "
             f"| {np.mean([r.CF1 for r in mine]):.1f} | {np.mean([r.OF1 for r in mine]):.1f} "
-            f"| {query_cosine(mine)} | {mine[0].parameters / 1e6:.2f} | {np.mean([r.seconds_per_epoch for r in mine]):.1f} |"
+            f"| {attention_figure([r.label_query_cosine for r in mine])} "
+            f"| {attention_figure([r.attention_entropy for r in mine])} | {mine[0].parameters / 1e6:.2f} | {np.mean([r.seconds_per_epoch for r in mine]):.1f} |"
         )
     return "\n".join(lines)
 
@@ -208,7 +213,8 @@ def write_report(path: Path, command: str, settings: str, body: str, started: da
         f"the mean AP of {', '.join('/'.join(group) for group in LOOK_ALIKE_GROUPS)} (one sprite each, told apart "
         "only by their companions); label-query cos is the mean cosine between the label queries of the model's "
         "label-guided attention (about 0: each label looks for its own object; 1.00: all labels attend to the "
-        "same places); train s/epoch is wall time on this machine, mean over seeds.\n\n"
+        "same places); attention entropy is the entropy of each label's weights over the locations as a fraction of "
+        "the uniform one (1.00: a plain average; near 0: each label reads a single location); train s/epoch is wall time on this machine, mean over seeds.\n\n"
         f"{body}\n",
         encoding="utf-8",
     )

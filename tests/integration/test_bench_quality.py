@@ -48,10 +48,11 @@ def test_quality_bench_trains_every_pair_and_writes_one_table(tmp_path: Path) ->
         assert re.search(r"\| \d+\.\d / \d+\.\d \|", row)  # one mAP per seed
     assert "| – |" in rows["baseline"] and re.search(r"\| [+-]\d+\.\d \|", rows["mlgcn"])
     assert "| look-alike AP |" in text and "plate/frisbee" in text  # the part of mAP that needs context
-    # Label-query collapse: measured where there is label-guided attention, a dash where there is none.
-    assert "| label-query cos |" in text
-    assert re.search(r"\| -?[01]\.\d\d \| [\d.]+ \| [\d.]+ \|$", rows["cmasge"])
-    assert all(re.search(r"\| – \| [\d.]+ \| [\d.]+ \|$", rows[arch]) for arch in ("baseline", "mlgcn"))
+    # Label attention (query collapse, sharpness): measured where there is label-guided attention,
+    # a dash where there is none.
+    assert "| label-query cos | attention entropy |" in text
+    assert re.search(r"\| -?[01]\.\d\d \| [01]\.\d\d \| [\d.]+ \| [\d.]+ \|$", rows["cmasge"])
+    assert all(re.search(r"\| – \| – \| [\d.]+ \| [\d.]+ \|$", rows[arch]) for arch in ("baseline", "mlgcn"))
     assert "targets: every graph model ≥ baseline" in text
     runs = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["runs"]
     assert sorted((run["arch"], run["seed"]) for run in runs) == [

@@ -3,6 +3,8 @@ need of them. Small on purpose: resnet18 at 64 px, batch 2, one CPU thread."""
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,6 +191,7 @@ def test_unknown_knob_names_the_model_section(arch: str, graph: LabelGraph) -> N
         ("mgsgn", "top_k", 0),
         ("mgsgn", "map_fusion", "stack"),
         ("sgfn", "combine", "product"),
+        ("sgfn", "attention", "euclidean"),
         ("cmasge", "asge_weight", -1.0),
         ("cmasge", "attention_smoothing", -0.5),
     ],
@@ -207,10 +210,11 @@ def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None
         "mlgcn": {"hidden_dim": 64, "pool": "avg"},
         "msrn": {
             "semantic_dim": 64, "gat_hidden": 64, "gat_heads": 2, "num_groups": 3, "combine": "sum",
-            "layer_fusion": "learned",
+            "layer_fusion": "learned", "attention": "cosine",
         },
         "mgsgn": {"feature_dim": 64, "attention_dim": 32, "map_fusion": "sum", "perspectives": 2, "top_k": None},
-        "sgfn": {"semantic_dim": 64, "gcn_hidden": 64, "fam_heads": 4, "combine": "sum", "layer_fusion": "mean"},
+        "sgfn": {"semantic_dim": 64, "gcn_hidden": 64, "fam_heads": 4, "combine": "sum", "layer_fusion": "mean",
+                 "attention": "cosine"},
         "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0, "attention_smoothing": 0.0},
     }[arch]
     model = build(arch, graph, **knobs).train()
@@ -262,6 +266,28 @@ def test_label_guided_attention_softmax_averages_locations() -> None:
     constant = torch.arange(8.0).view(1, 8, 1, 1).expand(2, 8, 3, 3)
     expected = constant[:, :, 0, 0].unsqueeze(1).expand(2, 5, 8)
     torch.testing.assert_close(LabelGuidedAttention()(labels, constant), expected)
+
+
+def test_cosine_softmax_attention_ignores_how_long_a_query_grows() -> None:
+    """The `attention: cosine` knob: a dot-product query sharpens its softmax by growing (the
+    collapsed MSRN/SGFN queries reached norms of 90–900); a cosine one does not, and only the
+    learned temperature, capped, sets how sharp the weights are."""
+    labels, keys = torch.randn(3, 8), torch.randn(2, 8, 3, 3)
+    cosine = LabelGuidedAttention("cosine")
+    torch.testing.assert_close(cosine(100.0 * labels, keys), cosine(labels, keys))
+    dot = LabelGuidedAttention("dot")
+    assert not torch.allclose(dot(100.0 * labels, keys), dot(labels, keys))
+
+    assert [name for name, _ in cosine.named_parameters()] == ["log_temperature"]
+    assert not list(LabelGuidedAttention("cosine", "relu").parameters())  # CMA's weights are the paper's
+    keys = torch.tensor([[1.0, 1.0], [0.0, 0.01]]).view(1, 2, 1, 2)  # cosines 0 and ~0.01 with [0, 1]
+    values = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
+    with torch.no_grad():
+        cosine.log_temperature.fill_(math.log(1e4))  # far beyond the cap
+    pooled = cosine(torch.tensor([[0.0, 1.0]]), keys, values)
+    gap = F.cosine_similarity(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.01]), dim=0)
+    expected = torch.stack([torch.tensor(0.0), gap * LabelGuidedAttention.MAX_TEMPERATURE]).softmax(0)[1]
+    torch.testing.assert_close(pooled[0, 0, 0], expected)
 
 
 def test_label_guided_attention_relu_pools_visual_values_where_the_label_matches() -> None:

@@ -30,6 +30,7 @@ from mlic.models.layers import (
     LabelGuidedAttention,
     MultiScaleProjection,
     PerLabelClassifier,
+    Similarity,
     WeightedSum,
     register_graph_buffers,
 )
@@ -126,6 +127,7 @@ class MGSGN(nn.Module):
         perspectives: int,
         top_k: int | None,
         gcn_hidden: int,
+        attention: Similarity,
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
@@ -136,7 +138,7 @@ class MGSGN(nn.Module):
         )
         self.channel_attention = ChannelDualBranchAttention(feature_dim, channel_reduction)
         self.label_queries = nn.Linear(graph.embedding_dim, feature_dim)
-        self.attend = LabelGuidedAttention()
+        self.attend = LabelGuidedAttention(attention)
         self.dynamic_graph = MultiPerspectiveGraph(feature_dim, perspectives, top_k)
         self.graph_mix = WeightedSum(2, "learned")
         self.gcn = GCNStack([feature_dim, gcn_hidden, feature_dim])
@@ -164,6 +166,7 @@ def mgsgn(
     perspectives: int = 4,
     top_k: int | None = 8,
     gcn_hidden: int = 512,
+    attention: Similarity = "dot",
 ) -> nn.Module:
     """The paper fixes the mechanisms, not these sizes: 512-d features (as MSRN); cross-layer
     attention in a 128-d inner space with 4 heads (its key/value projection runs over every
@@ -178,7 +181,8 @@ def mgsgn(
         require_count("mgsgn", top_k=top_k)
     require_divisible("mgsgn", "attention_dim", attention_dim, "attention_heads", attention_heads)
     require_choice("mgsgn", "map_fusion", map_fusion, MapFusion)
+    require_choice("mgsgn", "attention", attention, Similarity)
     return MGSGN(
         graph, backbone, pretrained_path, feature_dim, attention_dim, attention_heads, map_fusion, channel_reduction,
-        perspectives, top_k, gcn_hidden,
+        perspectives, top_k, gcn_hidden, attention,
     )

@@ -22,6 +22,7 @@ from mlic.models.layers import (
     MultiLayerSemanticHead,
     SemanticCombine,
     SemanticFusion,
+    Similarity,
     register_graph_buffers,
 )
 from mlic.models.layers.knobs import require_choice, require_count, require_divisible, require_weight
@@ -60,12 +61,15 @@ class MSRN(nn.Module):
         combine: SemanticCombine,
         layer_fusion: BranchFusion,
         pool_loss_weight: float,
+        attention: Similarity,
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
         register_graph_buffers(self, graph)
         self.semantics = LabelSemantics(graph.embedding_dim, gat_hidden, semantic_dim, gat_heads, num_groups, combine)
-        self.layers_head = MultiLayerSemanticHead(self.backbone.channels, semantic_dim, graph.num_classes, layer_fusion)
+        self.layers_head = MultiLayerSemanticHead(
+            self.backbone.channels, semantic_dim, graph.num_classes, layer_fusion, attention
+        )
         self.global_head = GlobalPoolClassifier(self.backbone.out_channels, graph.num_classes)
         self.pool_loss_weight = pool_loss_weight
 
@@ -94,6 +98,7 @@ def msrn(
     combine: SemanticCombine = "concat",
     layer_fusion: BranchFusion = "sum",
     pool_loss_weight: float = 0.1,
+    attention: Similarity = "dot",
 ) -> nn.Module:
     """Defaults follow the reference code (512-d semantics, two GAT layers, stages 2–4, K≈4
     groups, summed layer logits); `pool_loss_weight` scales DiffPool's regularisers."""
@@ -103,7 +108,8 @@ def msrn(
     require_divisible("msrn", "gat_hidden", gat_hidden, "gat_heads", gat_heads)
     require_choice("msrn", "combine", combine, SemanticCombine)
     require_choice("msrn", "layer_fusion", layer_fusion, BranchFusion)
+    require_choice("msrn", "attention", attention, Similarity)
     return MSRN(
         graph, backbone, pretrained_path, semantic_dim, gat_hidden, gat_heads, num_groups, combine, layer_fusion,
-        pool_loss_weight,
+        pool_loss_weight, attention,
     )

@@ -22,6 +22,7 @@ from mlic.models.layers import (
     MultiLayerSemanticHead,
     SemanticCombine,
     SemanticFusion,
+    Similarity,
     register_graph_buffers,
 )
 from mlic.models.layers.knobs import require_choice, require_count
@@ -56,6 +57,7 @@ class SGFN(nn.Module):
         fam_heads: int,
         combine: SemanticCombine,
         layer_fusion: BranchFusion,
+        attention: Similarity,
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
@@ -63,7 +65,9 @@ class SGFN(nn.Module):
         channels = self.backbone.out_channels
         self.feature_aggregation = CrossAttention2d(channels, channels, channels // fam_reduction, fam_heads)
         self.semantics = LocalGlobalSemantics(graph.embedding_dim, gcn_hidden, semantic_dim, combine)
-        self.layers_head = MultiLayerSemanticHead(self.backbone.channels, semantic_dim, graph.num_classes, layer_fusion)
+        self.layers_head = MultiLayerSemanticHead(
+            self.backbone.channels, semantic_dim, graph.num_classes, layer_fusion, attention
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         *shallow, deepest = self.backbone(images)
@@ -84,6 +88,7 @@ def sgfn(
     fam_heads: int = 1,
     combine: SemanticCombine = "concat",
     layer_fusion: BranchFusion = "learned",
+    attention: Similarity = "dot",
 ) -> nn.Module:
     """`fam_reduction` 2 and one head follow the non-local block (inner width = channels / 2);
     the paper's learned fusion of layer predictions is the default. BCE is the loss (ASL, the
@@ -93,6 +98,8 @@ def sgfn(
     )
     require_choice("sgfn", "combine", combine, SemanticCombine)
     require_choice("sgfn", "layer_fusion", layer_fusion, BranchFusion)
+    require_choice("sgfn", "attention", attention, Similarity)
     return SGFN(
-        graph, backbone, pretrained_path, semantic_dim, gcn_hidden, fam_reduction, fam_heads, combine, layer_fusion
+        graph, backbone, pretrained_path, semantic_dim, gcn_hidden, fam_reduction, fam_heads, combine, layer_fusion,
+        attention,
     )

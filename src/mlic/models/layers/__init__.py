@@ -1,6 +1,6 @@
 """Shared model pieces, written once and composed by the architectures."""
 
-from mlic.models.layers.attention import CrossAttention2d, LabelGuidedAttention
+from mlic.models.layers.attention import CrossAttention2d, LabelGuidedAttention, Similarity
 from mlic.models.layers.backbone import STAGES_2_TO_4, Backbone
 from mlic.models.layers.classifier import GlobalPoolClassifier, PerLabelClassifier
 from mlic.models.layers.fusion import BranchFusion, SemanticCombine, SemanticFusion, WeightedSum
@@ -31,6 +31,7 @@ __all__ = [
     "PoolKind",
     "SemanticCombine",
     "SemanticFusion",
+    "Similarity",
     "WeightedSum",
     "global_pool",
     "register_graph_buffers",

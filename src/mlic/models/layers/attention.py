@@ -36,13 +36,23 @@ class LabelGuidedAttention(nn.Module):
     initialisation. With `smoothing` s the gradient stays below 1/s, a label that matches nowhere
     pools the plain average (what a global-pool head sees), and once matches add up to well over
     s the weights are the paper's. 0 keeps the plain normalisation.
+
+    `cosine` + `softmax` (MSRN's and SGFN's `attention: cosine` knob) scales the cosines by a
+    learned inverse temperature, starting at `temperature` and capped at `MAX_TEMPERATURE`. A dot
+    product lets a query sharpen its softmax just by growing, and on the benchmark the shared
+    queries grew to norms of 90–900 and turned one-hot (docs/models.md); a cosine bounds that, so
+    the gradient goes into *where* a label looks, and one temperature for all labels sets how
+    sharply.
     """
+
+    MAX_TEMPERATURE = 100.0
 
     def __init__(
         self,
         similarity: Similarity = "dot",
         normalisation: Normalisation = "softmax",
         smoothing: float = 0.0,
+        temperature: float = 10.0,
         eps: float = 1e-6,
     ) -> None:
         super().__init__()
@@ -50,22 +60,29 @@ class LabelGuidedAttention(nn.Module):
         self.normalisation = normalisation
         self.smoothing = smoothing
         self.eps = eps
+        learned_temperature = similarity == "cosine" and normalisation == "softmax"
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature))) if learned_temperature else None
 
     def forward(self, labels: Tensor, keys: Tensor, values: Tensor | None = None) -> Tensor:
         """`labels` `[C, D]` or `[B, C, D]`, `keys` `[B, D, H, W]`, `values` `[B, Dv, H, W]` →
         label-specific features `[B, C, Dv]`."""
+        values = keys.flatten(2) if values is None else values.flatten(2)
+        return torch.matmul(self.weights(labels, keys), values.transpose(1, 2))  # [B, C, Dv]
+
+    def weights(self, labels: Tensor, keys: Tensor) -> Tensor:
+        """Each label's weights over the locations, `[B, C, H·W]`, each row summing to one: what
+        `forward` pools with, and what the attention diagnostics read."""
         keys = keys.flatten(2)  # [B, D, N]
-        values = keys if values is None else values.flatten(2)
         if self.similarity == "cosine":
             scores = torch.matmul(F.normalize(labels, dim=-1), F.normalize(keys, dim=1))
+            if self.log_temperature is not None:
+                scores = scores * self.log_temperature.clamp(max=math.log(self.MAX_TEMPERATURE)).exp()
         else:
             scores = torch.matmul(labels, keys) / math.sqrt(keys.shape[1])
         if self.normalisation == "softmax":
-            weights = scores.softmax(dim=-1)
-        else:
-            positive = F.relu(scores) + self.smoothing / scores.shape[-1]
-            weights = positive / (positive.sum(dim=-1, keepdim=True) + self.eps)
-        return torch.matmul(weights, values.transpose(1, 2))  # [B, C, Dv]
+            return scores.softmax(dim=-1)
+        positive = F.relu(scores) + self.smoothing / scores.shape[-1]
+        return positive / (positive.sum(dim=-1, keepdim=True) + self.eps)
 
 
 class CrossAttention2d(nn.Module):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mlic.models.layers.attention import LabelGuidedAttention
+from mlic.models.layers.attention import LabelGuidedAttention, Similarity
 from mlic.models.layers.classifier import PerLabelClassifier
 from mlic.models.layers.fusion import BranchFusion, WeightedSum
 
@@ -45,10 +45,12 @@ class MultiLayerSemanticHead(nn.Module):
     features `[B, C, D]` → a per-label classifier → logits `[B, C]`.
     """
 
-    def __init__(self, in_channels: list[int], dim: int, num_classes: int, fusion: BranchFusion) -> None:
+    def __init__(
+        self, in_channels: list[int], dim: int, num_classes: int, fusion: BranchFusion, similarity: Similarity = "dot"
+    ) -> None:
         super().__init__()
         self.project = MultiScaleProjection(in_channels, dim)
-        self.attend = LabelGuidedAttention()
+        self.attend = LabelGuidedAttention(similarity)
         self.classifiers = nn.ModuleList(PerLabelClassifier(num_classes, dim) for _ in in_channels)
         self.fuse = WeightedSum(len(in_channels), fusion)
 
