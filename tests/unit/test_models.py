@@ -183,6 +183,7 @@ def test_unknown_knob_names_the_model_section(arch: str, graph: LabelGraph) -> N
     ("arch", "knob", "value"),
     [
         ("baseline", "dropout", 1.5),
+        ("baseline", "feature_stride", "16"),  # a number, not a string
         ("mlgcn", "pool", "median"),
         ("msrn", "num_groups", 0),
         ("msrn", "gat_hidden", 512.0),  # a width must be a whole number
@@ -194,6 +195,7 @@ def test_unknown_knob_names_the_model_section(arch: str, graph: LabelGraph) -> N
         ("sgfn", "attention", "euclidean"),
         ("cmasge", "asge_weight", -1.0),
         ("cmasge", "attention_smoothing", -0.5),
+        ("cmasge", "feature_stride", 8),
     ],
 )
 def test_bad_knob_value_names_the_knob(arch: str, knob: str, value: object, graph: LabelGraph) -> None:
@@ -206,8 +208,8 @@ def test_bad_knob_value_names_the_knob(arch: str, knob: str, value: object, grap
 def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None:
     """Each architecture's non-default knob values build and run (not only the defaults)."""
     knobs = {
-        "baseline": {"dropout": 0.5},
-        "mlgcn": {"hidden_dim": 64, "pool": "avg"},
+        "baseline": {"dropout": 0.5, "feature_stride": 16},
+        "mlgcn": {"hidden_dim": 64, "pool": "avg", "feature_stride": 16},
         "msrn": {
             "semantic_dim": 64, "gat_hidden": 64, "gat_heads": 2, "num_groups": 3, "combine": "sum",
             "layer_fusion": "learned", "attention": "cosine",
@@ -215,7 +217,8 @@ def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None
         "mgsgn": {"feature_dim": 64, "attention_dim": 32, "map_fusion": "sum", "perspectives": 2, "top_k": None},
         "sgfn": {"semantic_dim": 64, "gcn_hidden": 64, "fam_heads": 4, "combine": "sum", "layer_fusion": "mean",
                  "attention": "cosine"},
-        "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0, "attention_smoothing": 0.0},
+        "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0, "attention_smoothing": 0.0,
+                   "feature_stride": 16},
     }[arch]
     model = build(arch, graph, **knobs).train()
     training_loss(model, images()).backward()
@@ -249,6 +252,19 @@ def test_backbone_picks_stages_by_stride(name: str, channels: list[int]) -> None
     maps = backbone(images())
     assert [m.shape[1] for m in maps] == channels
     assert [IMAGE_SIZE // m.shape[-1] for m in maps] == [8, 16, 32]
+
+
+def test_dilated_backbone_returns_the_deepest_stage_at_stride_16() -> None:
+    """CMA-SGE's `feature_stride: 16`: the last stage (512 channels on resnet18) twice as fine."""
+    backbone = Backbone("resnet18", strides=(16,), output_stride=16)
+    (deepest,) = backbone(images())
+    assert backbone.channels == [512] and deepest.shape[-1] == IMAGE_SIZE // 16
+
+
+def test_backbone_that_cannot_dilate_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as error:
+        Backbone("tresnet_m", strides=(16,), output_stride=16)
+    assert error.value.field == "train.backbone" and "feature_stride: 32" in error.value.fix
 
 
 def test_backbone_without_the_strides_is_a_config_error() -> None:

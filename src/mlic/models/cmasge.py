@@ -21,13 +21,14 @@ from mlic.graph.label_graph import LabelGraph
 from mlic.models.layers import (
     Backbone,
     ConvProjection,
+    FeatureStride,
     GlobalPoolClassifier,
     LabelGuidedAttention,
     PerLabelClassifier,
     WeightedSum,
     register_graph_buffers,
 )
-from mlic.models.layers.knobs import require_count, require_weight
+from mlic.models.layers.knobs import require_choice, require_count, require_weight
 from mlic.models.registry import register_model
 
 
@@ -82,10 +83,10 @@ class CrossModalityTransformation(nn.Sequential):
 class CMASGE(nn.Module):
     def __init__(
         self, graph: LabelGraph, backbone: str, pretrained_path: str | None, semantic_dim: int, asge_hidden: int,
-        asge_weight: float, attention_smoothing: float,
+        asge_weight: float, attention_smoothing: float, feature_stride: int,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, pretrained_path=pretrained_path)
+        self.backbone = Backbone.deepest(backbone, pretrained_path, feature_stride)
         register_graph_buffers(self, graph)
         channels = self.backbone.out_channels
         self.asge = AdjacencySimilarityEmbedding(graph.embedding_dim, asge_hidden, semantic_dim)
@@ -116,6 +117,7 @@ def cmasge(
     asge_hidden: int = 512,
     asge_weight: float = 1.0,
     attention_smoothing: float = 1.0,
+    feature_stride: FeatureStride = 32,
 ) -> nn.Module:
     """The paper leaves the semantic width and the ASGE fitting schedule open: 256-d label
     embeddings from a one-hidden-layer (512) encoder, fitted jointly with weight 1.
@@ -125,4 +127,7 @@ def cmasge(
     normalisation)."""
     require_count("cmasge", semantic_dim=semantic_dim, asge_hidden=asge_hidden)
     require_weight("cmasge", asge_weight=asge_weight, attention_smoothing=attention_smoothing)
-    return CMASGE(graph, backbone, pretrained_path, semantic_dim, asge_hidden, asge_weight, attention_smoothing)
+    require_choice("cmasge", "feature_stride", feature_stride, FeatureStride)
+    return CMASGE(
+        graph, backbone, pretrained_path, semantic_dim, asge_hidden, asge_weight, attention_smoothing, feature_stride
+    )

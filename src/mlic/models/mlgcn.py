@@ -6,17 +6,23 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mlic.graph.label_graph import LabelGraph
-from mlic.models.layers import Backbone, GCNStack, PoolKind, global_pool, register_graph_buffers
+from mlic.models.layers import Backbone, FeatureStride, GCNStack, PoolKind, global_pool, register_graph_buffers
 from mlic.models.layers.knobs import require_choice, require_count
 from mlic.models.registry import register_model
 
 
 class MLGCN(nn.Module):
     def __init__(
-        self, graph: LabelGraph, backbone: str, pretrained_path: str | None, hidden_dim: int, pool: PoolKind
+        self,
+        graph: LabelGraph,
+        backbone: str,
+        pretrained_path: str | None,
+        hidden_dim: int,
+        pool: PoolKind,
+        feature_stride: FeatureStride,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, pretrained_path=pretrained_path)
+        self.backbone = Backbone.deepest(backbone, pretrained_path, feature_stride)
         register_graph_buffers(self, graph)
         self.pool = global_pool(pool)
         self.gcn = GCNStack([graph.embedding_dim, hidden_dim, self.backbone.out_channels])
@@ -35,8 +41,11 @@ def mlgcn(
     pretrained_path: str | None = None,
     hidden_dim: int = 1024,
     pool: PoolKind = "max",
+    feature_stride: FeatureStride = 32,
 ) -> nn.Module:
-    """`hidden_dim` is the paper's 1024; `pool` is global max as in the paper (avg as a knob)."""
+    """`hidden_dim` is the paper's 1024; `pool` is global max as in the paper (avg as a knob);
+    `feature_stride` 16 reads a dilated last stage (`Backbone.deepest`)."""
     require_count("mlgcn", hidden_dim=hidden_dim)
     require_choice("mlgcn", "pool", pool, PoolKind)
-    return MLGCN(graph, backbone, pretrained_path, hidden_dim, pool)
+    require_choice("mlgcn", "feature_stride", feature_stride, FeatureStride)
+    return MLGCN(graph, backbone, pretrained_path, hidden_dim, pool, feature_stride)

@@ -1,7 +1,7 @@
 """Shared model pieces, written once and composed by the architectures."""
 
 from mlic.models.layers.attention import CrossAttention2d, LabelGuidedAttention, Similarity
-from mlic.models.layers.backbone import STAGES_2_TO_4, Backbone
+from mlic.models.layers.backbone import STAGES_2_TO_4, Backbone, FeatureStride
 from mlic.models.layers.classifier import GlobalPoolClassifier, PerLabelClassifier
 from mlic.models.layers.fusion import BranchFusion, SemanticCombine, SemanticFusion, WeightedSum
 from mlic.models.layers.gat import GATStack, GraphAttention
@@ -18,6 +18,7 @@ __all__ = [
     "ConvProjection",
     "CrossAttention2d",
     "DiffPool",
+    "FeatureStride",
     "GATStack",
     "GCNStack",
     "GlobalPoolClassifier",

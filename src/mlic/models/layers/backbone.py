@@ -9,7 +9,7 @@ never hard-coded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import timm
 from torch import Tensor, nn
@@ -19,13 +19,31 @@ from mlic.errors import ConfigError
 #: The strides of ResNet stages 2–4: what the multi-layer models (MSRN, MGSGN, SGFN) read.
 STAGES_2_TO_4 = (8, 16, 32)
 
+#: The stride of the one map a single-map model (baseline, ML-GCN, CMA-SGE) reads: 32 is the
+#: last stage as the papers use it; 16 dilates that stage, so the same channels come on a map
+#: twice as fine (a 6×6 map at 96 px instead of 3×3), at about 1.7× the backbone's cost.
+FeatureStride = Literal[32, 16]
+
 
 class Backbone(nn.Module):
-    """A timm feature extractor returning the maps at `strides` (shallowest first, deepest last)."""
+    """A timm feature extractor returning the maps at `strides` (shallowest first, deepest last).
 
-    def __init__(self, name: str, strides: tuple[int, ...] = (32,), pretrained_path: str | None = None) -> None:
+    `output_stride` 16 dilates the last stage instead of striding it (timm's `output_stride`,
+    as in DeepLab): the deepest, most semantic map comes back at stride 16, twice as fine. Ask
+    for it with `strides=(16,)`, since at each stride the deepest level is returned.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        strides: tuple[int, ...] = (32,),
+        pretrained_path: str | None = None,
+        output_stride: int | None = None,
+    ) -> None:
         super().__init__()
         kwargs: dict[str, Any] = {"features_only": True}
+        if output_stride is not None:
+            kwargs["output_stride"] = output_stride
         if pretrained_path:
             weights = Path(pretrained_path)
             if not weights.is_file():
@@ -42,6 +60,12 @@ class Backbone(nn.Module):
             raise ConfigError(
                 f"cannot build backbone '{name}' ({exc})", field="train.backbone", fix="use a timm model name"
             ) from exc
+        except TypeError as exc:  # a timm family without the `output_stride` argument (TResNet)
+            raise ConfigError(
+                f"backbone '{name}' cannot dilate its last stage ({exc})",
+                field="train.backbone",
+                fix="use a backbone that takes output_stride (ResNet, ConvNeXt, EfficientNet), or the model's feature_stride: 32",
+            ) from exc
         all_reductions = list(self.body.feature_info.reduction())
         all_channels = list(self.body.feature_info.channels())
         missing = [stride for stride in strides if stride not in all_reductions]
@@ -55,6 +79,12 @@ class Backbone(nn.Module):
         self.level_indices: list[int] = [len(all_reductions) - 1 - all_reductions[::-1].index(s) for s in strides]
         self.channels: list[int] = [all_channels[i] for i in self.level_indices]
         self.reductions: list[int] = list(strides)
+
+    @classmethod
+    def deepest(cls, name: str, pretrained_path: str | None, feature_stride: FeatureStride = 32) -> Backbone:
+        """The last stage alone, at `feature_stride` (dilated when 16)."""
+        output_stride = None if feature_stride == 32 else feature_stride
+        return cls(name, strides=(feature_stride,), pretrained_path=pretrained_path, output_stride=output_stride)
 
     @property
     def out_channels(self) -> int:

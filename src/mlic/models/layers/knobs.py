@@ -11,14 +11,14 @@ from typing import Any, get_args
 from mlic.errors import ConfigError
 
 
-def require_choice(arch: str, knob: str, value: str, choices: Any) -> None:
+def require_choice(arch: str, knob: str, value: object, choices: Any) -> None:
     """`choices` is the knob's `Literal[...]` type, so the allowed values are written once."""
     allowed = get_args(choices)
     if value not in allowed:
         raise ConfigError(
             f"{knob} must be one of {', '.join(repr(c) for c in allowed)}, got {value!r}",
             field=f"models.{arch}.{knob}",
-            fix=f"set models.{arch}.{knob} to one of {', '.join(allowed)}",
+            fix=f"set models.{arch}.{knob} to one of {', '.join(map(str, allowed))}",
         )
 
 
