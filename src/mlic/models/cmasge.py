@@ -83,7 +83,7 @@ class CrossModalityTransformation(nn.Sequential):
 class CMASGE(nn.Module):
     def __init__(
         self, graph: LabelGraph, backbone: str, pretrained_path: str | None, semantic_dim: int, asge_hidden: int,
-        asge_weight: float, attention_smoothing: float, feature_stride: int,
+        asge_weight: float, attention_smoothing: float, feature_stride: FeatureStride,
     ) -> None:
         super().__init__()
         self.backbone = Backbone.deepest(backbone, pretrained_path, feature_stride)

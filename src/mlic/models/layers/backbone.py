@@ -21,7 +21,8 @@ STAGES_2_TO_4 = (8, 16, 32)
 
 #: The stride of the one map a single-map model (baseline, ML-GCN, CMA-SGE) reads: 32 is the
 #: last stage as the papers use it; 16 dilates that stage, so the same channels come on a map
-#: twice as fine (a 6×6 map at 96 px instead of 3×3), at about 1.7× the backbone's cost.
+#: twice as fine (a 6×6 map at 96 px instead of 3×3), for about 1.5× the training time
+#: (resnet18 at 96 px, docs/models.md).
 FeatureStride = Literal[32, 16]
 
 
@@ -60,11 +61,15 @@ class Backbone(nn.Module):
             raise ConfigError(
                 f"cannot build backbone '{name}' ({exc})", field="train.backbone", fix="use a timm model name"
             ) from exc
-        except TypeError as exc:  # a timm family without the `output_stride` argument (TResNet)
+        except TypeError as exc:
+            if output_stride is None:
+                raise
+            # A timm family without the `output_stride` argument (TResNet).
             raise ConfigError(
                 f"backbone '{name}' cannot dilate its last stage ({exc})",
                 field="train.backbone",
-                fix="use a backbone that takes output_stride (ResNet, ConvNeXt, EfficientNet), or the model's feature_stride: 32",
+                fix="use a backbone that takes output_stride (ResNet, ConvNeXt, EfficientNet), "
+                "or set the model's feature_stride: 32",
             ) from exc
         all_reductions = list(self.body.feature_info.reduction())
         all_channels = list(self.body.feature_info.channels())
