@@ -170,7 +170,8 @@ def table(runs: list[Run], archs: list[str]) -> str:
             f"| {np.mean([r.look_alike_AP for r in mine]):.1f} "
             f"| {np.mean([r.CF1 for r in mine]):.1f} | {np.mean([r.OF1 for r in mine]):.1f} "
             f"| {attention_figure([r.label_query_cosine for r in mine])} "
-            f"| {attention_figure([r.attention_entropy for r in mine])} | {mine[0].parameters / 1e6:.2f} | {np.mean([r.seconds_per_epoch for r in mine]):.1f} |"
+            f"| {attention_figure([r.attention_entropy for r in mine])} | {mine[0].parameters / 1e6:.2f} "
+            f"| {np.mean([r.seconds_per_epoch for r in mine]):.1f} |"
         )
     return "\n".join(lines)
 
@@ -213,8 +214,9 @@ def write_report(path: Path, command: str, settings: str, body: str, started: da
         f"the mean AP of {', '.join('/'.join(group) for group in LOOK_ALIKE_GROUPS)} (one sprite each, told apart "
         "only by their companions); label-query cos is the mean cosine between the label queries of the model's "
         "label-guided attention (about 0: each label looks for its own object; 1.00: all labels attend to the "
-        "same places); attention entropy is the entropy of each label's weights over the locations as a fraction of "
-        "the uniform one (1.00: a plain average; near 0: each label reads a single location); train s/epoch is wall time on this machine, mean over seeds.\n\n"
+        "same places); attention entropy is the entropy of each label's weights over the locations as a fraction "
+        "of the uniform one (1.00: a plain average; near 0: each label reads a single location); train s/epoch is "
+        "wall time on this machine, mean over seeds.\n\n"
         f"{body}\n",
         encoding="utf-8",
     )

@@ -157,12 +157,20 @@ def test_trains_under_bf16_autocast(arch: str, graph: LabelGraph) -> None:
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_export_with_dynamic_batch_matches_eager(arch: str, graph: LabelGraph) -> None:
+# The non-default knobs that change the inference path, as params.yaml sets some of them.
+EXPORT_VARIANTS = [(arch, {}) for arch in ARCHS] + [
+    ("msrn", {"attention": "cosine"}),
+    ("sgfn", {"attention": "cosine"}),
+    ("cmasge", {"feature_stride": 16}),
+]
+
+
+@pytest.mark.parametrize(("arch", "knobs"), EXPORT_VARIANTS)
+def test_export_with_dynamic_batch_matches_eager(arch: str, knobs: dict[str, object], graph: LabelGraph) -> None:
     """torch.export (not torch.compile): it is the ahead-of-time graph a server can load without
     the Python model code, it checks in seconds (compile's cold start is ~30 s per model), and
     it fails loudly on data-dependent control flow in `forward`."""
-    model = perturbed(build(arch, graph)).eval()
+    model = perturbed(build(arch, graph, **knobs)).eval()
     batch = torch.export.Dim("batch", min=1, max=64)
     exported = torch.export.export(model, (images(batch=2),), dynamic_shapes={"images": {0: batch}})
     with torch.no_grad():

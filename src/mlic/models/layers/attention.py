@@ -70,8 +70,9 @@ class LabelGuidedAttention(nn.Module):
         return torch.matmul(self.weights(labels, keys), values.transpose(1, 2))  # [B, C, Dv]
 
     def weights(self, labels: Tensor, keys: Tensor) -> Tensor:
-        """Each label's weights over the locations, `[B, C, H·W]`, each row summing to one: what
-        `forward` pools with, and what the attention diagnostics read."""
+        """Each label's weights over the locations, `[B, C, H·W]`, summing to one (or to zero under
+        plain ReLU normalisation, for a label that matches nowhere): what `forward` pools with, and
+        what the attention diagnostics read."""
         keys = keys.flatten(2)  # [B, D, N]
         if self.similarity == "cosine":
             scores = torch.matmul(F.normalize(labels, dim=-1), F.normalize(keys, dim=1))
