@@ -162,6 +162,7 @@ EXPORT_VARIANTS = [(arch, {}) for arch in ARCHS] + [
     ("msrn", {"attention": "cosine"}),
     ("sgfn", {"attention": "cosine"}),
     ("cmasge", {"feature_stride": 16}),
+    ("cmasge", {"scales": 2}),
 ]
 
 
@@ -204,6 +205,7 @@ def test_unknown_knob_names_the_model_section(arch: str, graph: LabelGraph) -> N
         ("cmasge", "asge_weight", -1.0),
         ("cmasge", "attention_smoothing", -0.5),
         ("cmasge", "feature_stride", 8),
+        ("cmasge", "scales", 4),
     ],
 )
 def test_bad_knob_value_names_the_knob(arch: str, knob: str, value: object, graph: LabelGraph) -> None:
@@ -360,6 +362,27 @@ def test_cmasge_label_embeddings_start_apart_like_their_words() -> None:
     with torch.no_grad():
         start = mean_cosine(model.asge(model.label_embeddings))
     assert abs(start - mean_cosine(torch.from_numpy(wide.label_embeddings))) < 0.25
+
+
+@pytest.mark.parametrize(("scales", "map_sides"), [(1, [2]), (2, [4, 2]), (3, [8, 4, 2])])
+def test_ms_cma_attends_on_each_stage_with_the_same_label_embeddings(
+    scales: int, map_sides: list[int], graph: LabelGraph
+) -> None:
+    """MS-CMA (`scales` > 1) runs the cross-modality attention on stages 2–4 as asked, every
+    stage queried by the one set of ASGE label embeddings, and every added branch is trained."""
+    model = build("cmasge", graph, scales=scales).train()
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    model.cma.register_forward_pre_hook(lambda _, args: calls.append((args[0], args[1])))
+    training_loss(model, images()).backward()
+    assert [keys.shape[-1] for _, keys in calls] == map_sides  # 64 px at strides 8/16/32
+    assert all(labels is calls[0][0] for labels, _ in calls)
+    assert all(parameter.grad is not None for parameter in model.parameters())
+
+
+def test_ms_cma_refuses_a_dilated_last_stage(graph: LabelGraph) -> None:
+    with pytest.raises(ConfigError) as error:
+        build("cmasge", graph, scales=2, feature_stride=16)
+    assert error.value.field == "models.cmasge.scales" and "feature_stride" in error.value.fix
 
 
 def test_graph_attention_ignores_labels_outside_the_graph() -> None:
