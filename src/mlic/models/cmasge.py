@@ -18,13 +18,14 @@ attention branch is the mean of the per-scale logits.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mlic.errors import ConfigError
 from mlic.graph.label_graph import LabelGraph
-from typing import Literal
-
 from mlic.models.layers import (
     STAGES_2_TO_4,
     Backbone,
@@ -36,7 +37,6 @@ from mlic.models.layers import (
     WeightedSum,
     register_graph_buffers,
 )
-from mlic.errors import ConfigError
 from mlic.models.layers.knobs import require_choice, require_count, require_weight
 from mlic.models.registry import register_model
 
@@ -155,8 +155,8 @@ def cmasge(
     require_choice("cmasge", "scales", scales, CmaScales)
     if scales > 1 and feature_stride != 32:
         raise ConfigError(
-            f"feature_stride {feature_stride} dilates the last stage, which MS-CMA (scales {scales}) reads beside "
-            "the stage it would then duplicate",
+            f"feature_stride {feature_stride} dilates the last stage onto stride {feature_stride}, where MS-CMA "
+            f"(scales {scales}) already reads the stage before it",
             field="models.cmasge.scales",
             fix="set models.cmasge.scales: 1 to keep the dilated map, or feature_stride: 32 for multi-scale CMA",
         )
