@@ -6,7 +6,9 @@
 
 Absolute images/s on a shared CPU say little; the ratio to the `baseline` model (backbone →
 global pool → linear), timed in the same run with measurements interleaved round by round, is
-what we compare: a graph head is "light" when its ratio stays near 1. Each figure is the best of
+what we compare: a graph head is "light" when its ratio stays near 1. The same rounds time each
+model's `torch.export` program (dynamic batch, what a server could load instead of the eager
+module): "exported × eager" above 1 would mean serving should switch to it. Each figure is the best of
 the rounds (other processes only ever add time, so the minimum is the least disturbed
 measurement; medians drift with the machine's load). Peak training memory is
 measured per model in a fresh subprocess (RSS delta over a few training steps), so one model's
@@ -70,6 +72,7 @@ class Setting:
 @dataclass
 class Timings:
     inference_s: list[float] = field(default_factory=list)
+    exported_inference_s: list[float] = field(default_factory=list)
     train_step_s: list[float] = field(default_factory=list)
 
 
@@ -102,6 +105,13 @@ def timed(fn: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def exported_program(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """The eval-mode model as a `torch.export` program with a dynamic batch dimension (as the
+    export test builds it), runnable like the module."""
+    batch = torch.export.Dim("batch", min=1, max=max(2, images.shape[0]))
+    return torch.export.export(model.eval(), (images,), dynamic_shapes={"images": {0: batch}}).module()
+
+
 def measure(archs: list[str], setting: Setting, rounds: int, warmup: int) -> tuple[dict[str, Timings], dict[str, int]]:
     """Interleaved timing: every round times each model once (in a rotated order), so load from
     other processes hits all models alike. Returns timings and parameter counts."""
@@ -109,6 +119,8 @@ def measure(archs: list[str], setting: Setting, rounds: int, warmup: int) -> tup
     optimizers = {arch: torch.optim.AdamW(model.parameters(), lr=1e-4) for arch, model in models.items()}
     images, targets = setting.batch()
     timings = {arch: Timings() for arch in archs}
+    # Exported once, from the initial weights: their values do not change the time.
+    exported = {arch: exported_program(model, images) for arch, model in models.items()}
 
     def infer(model: nn.Module) -> None:
         with torch.inference_mode(), torch.autocast(setting.device.type, dtype=torch.bfloat16, enabled=setting.amp):
@@ -119,10 +131,12 @@ def measure(archs: list[str], setting: Setting, rounds: int, warmup: int) -> tup
         for arch in archs[shift:] + archs[:shift]:
             model = models[arch]
             inference = timed(lambda: infer(model.eval()), setting.device)
+            exported_inference = timed(lambda: infer(exported[arch]), setting.device)
             model.train()
             step = timed(lambda: train_step(model, optimizers[arch], images, targets, setting.amp), setting.device)
             if round_index >= warmup:
                 timings[arch].inference_s.append(inference)
+                timings[arch].exported_inference_s.append(exported_inference)
                 timings[arch].train_step_s.append(step)
     params = {arch: sum(p.numel() for p in model.parameters()) for arch, model in models.items()}
     return timings, params
@@ -183,17 +197,18 @@ def table(
     lines = [
         f"### {title}",
         "",
-        "| arch | params (M) | inference img/s | inference × baseline | train step (ms) | train step × baseline "
-        f"| {memory_header} |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| arch | params (M) | inference img/s | inference × baseline | exported × eager | train step (ms) "
+        f"| train step × baseline | {memory_header} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arch, timing in timings.items():
         infer = min(timing.inference_s)
+        exported = min(timing.exported_inference_s)
         train = min(timing.train_step_s)
         mem = f"{memory[arch]:.0f}" if arch in memory else "–"
         lines.append(
             f"| {arch} | {params[arch] / 1e6:.1f} | {batch_size / infer:.1f} | {ref_infer / infer:.2f} | "
-            f"{train * 1e3:.0f} | {train / ref_train:.2f} | {mem} |"
+            f"{infer / exported:.2f} | {train * 1e3:.0f} | {train / ref_train:.2f} | {mem} |"
         )
     return "\n".join(lines)
 

@@ -3,25 +3,15 @@ and one table with the spread over seeds and the verdict on the issue's targets.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_scripts import ROOT, load_bench  # noqa: E402
 
 
 @pytest.mark.slow
@@ -31,7 +21,7 @@ def test_quality_bench_trains_every_pair_and_writes_one_table(tmp_path: Path) ->
         "data.synthetic.num_images=160", "train.image_size=32", "train.batch_size=16",
         "models.mlgcn.hidden_dim=32",
     ]
-    load_bench().main(
+    load_bench("quality").main(
         [
             "--params", str(ROOT / "params.yaml"), "--archs", "mlgcn", "cmasge", "baseline", "--seeds", "0", "1",
             "--epochs", "1", "--workdir", str(tmp_path / "work"), "--output", str(report),
