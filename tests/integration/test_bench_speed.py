@@ -15,6 +15,11 @@ from bench_scripts import ROOT, load_bench  # noqa: E402
 NUMBER = r"\d+(?:\.\d+)?"
 
 
+def numbers(row: str) -> list[str]:
+    """The seven figures of a table row, after the arch name."""
+    return [cell.strip() for cell in row.split("|")[2:9]]
+
+
 @pytest.mark.slow
 def test_speed_bench_prints_ratios_to_the_baseline_and_exported_speed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -32,8 +37,7 @@ def test_speed_bench_prints_ratios_to_the_baseline_and_exported_speed(
     assert header in printed
     rows = {line.split("|")[1].strip(): line for line in printed.splitlines() if re.match(r"\| (baseline|msrn) ", line)}
     assert list(rows) == ["baseline", "msrn"]  # the reference first
-    cells = [rows["msrn"].split("|")[i].strip() for i in range(2, 9)]
-    assert all(re.fullmatch(NUMBER, cell) for cell in cells), rows["msrn"]
+    msrn, baseline = (numbers(rows[arch]) for arch in ("msrn", "baseline"))
+    assert all(re.fullmatch(NUMBER, cell) for cell in msrn), rows["msrn"]
     # The baseline is its own reference; its RSS came back from the probe's subprocess.
-    baseline = [cell.strip() for cell in rows["baseline"].split("|")[2:9]]
     assert baseline[2] == "1.00" and baseline[5] == "1.00" and re.fullmatch(NUMBER, baseline[6])
