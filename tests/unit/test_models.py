@@ -24,6 +24,7 @@ from mlic.models.layers import (
     GraphAttention,
     LabelGuidedAttention,
     WeightedSum,
+    ablated_graph_inputs,
     synthetic_label_graph,
 )
 from mlic.models.mgsgn import MultiPerspectiveGraph
@@ -34,7 +35,10 @@ EMBEDDING_DIM = 32
 IMAGE_SIZE = 64
 BACKBONE = "resnet18"
 ARCHS = list_models()
-GRAPH_FREE = {"baseline"}
+GRAPH_FREE = {"baseline", "msbaseline", "msshared"}
+#: The models whose label-guided attention takes one query per label (the `queries` knob).
+QUERY_MODELS = ["msrn", "mgsgn", "sgfn", "cmasge"]
+GRAPH_MODELS = ["mlgcn", *QUERY_MODELS]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -86,7 +90,7 @@ def training_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 def test_every_architecture_is_registered() -> None:
-    assert set(ARCHS) == {"baseline", "mlgcn", "msrn", "mgsgn", "sgfn", "cmasge"}
+    assert set(ARCHS) == {"baseline", "mlgcn", "msrn", "mgsgn", "sgfn", "cmasge", "msbaseline", "msshared"}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -159,8 +163,12 @@ def test_trains_under_bf16_autocast(arch: str, graph: LabelGraph) -> None:
 
 # The non-default knobs that change the inference path, as params.yaml sets some of them.
 EXPORT_VARIANTS = [(arch, {}) for arch in ARCHS] + [
-    ("msrn", {"attention": "cosine"}),
+    ("msrn", {"attention": "cosine", "head": "per_label", "projection": "conv_bn_relu"}),
+    ("msrn", {"queries": "learned", "head": "per_label"}),
     ("sgfn", {"attention": "cosine"}),
+    ("sgfn", {"global_semantics": "shared"}),
+    ("mgsgn", {"reconstruction_stride": 8, "queries": "learned"}),
+    ("msshared", {"attention": "channel", "projection": "plain"}),
     ("cmasge", {"feature_stride": 16}),
     ("cmasge", {"scales": 2}),
 ]
@@ -194,10 +202,19 @@ def test_unknown_knob_names_the_model_section(arch: str, graph: LabelGraph) -> N
         ("baseline", "dropout", 1.5),
         ("baseline", "feature_stride", "16"),  # a number, not a string
         ("mlgcn", "pool", "median"),
-        ("msrn", "num_groups", 0),
+        ("msrn", "pool_ratio", 0.0),
         ("msrn", "gat_hidden", 512.0),  # a width must be a whole number
-        ("msrn", "semantic_dim", 510),  # not divisible by the 4 GAT heads
-        ("msrn", "layer_fusion", "max"),
+        ("msrn", "word_dim", 0),
+        ("msrn", "head", "linear"),
+        ("msrn", "attention", "euclidean"),
+        ("msrn", "label_graph", "random"),
+        ("msrn", "queries", "free"),
+        ("mlgcn", "label_graph", "shuffle"),
+        ("mgsgn", "reconstruction_stride", 4),
+        ("sgfn", "global_semantics", "mean"),
+        ("msbaseline", "projection", "bn"),
+        ("msshared", "attention", "max"),
+        ("msshared", "dim", 0),
         ("mgsgn", "top_k", 0),
         ("mgsgn", "map_fusion", "stack"),
         ("sgfn", "combine", "product"),
@@ -219,16 +236,20 @@ def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None
     """Each architecture's non-default knob values build and run (not only the defaults)."""
     knobs = {
         "baseline": {"dropout": 0.5, "feature_stride": 16},
-        "mlgcn": {"hidden_dim": 64, "pool": "avg", "feature_stride": 16},
+        "mlgcn": {"hidden_dim": 64, "pool": "avg", "feature_stride": 16, "label_graph": "shuffled"},
         "msrn": {
-            "semantic_dim": 64, "gat_hidden": 64, "gat_heads": 2, "num_groups": 3, "combine": "sum",
-            "layer_fusion": "learned", "attention": "cosine",
+            "semantic_dim": 64, "word_dim": 32, "gat_hidden": 64, "gat_heads": 2, "pool_ratio": 0.3,
+            "group_loss_weight": 0.5, "attention": "dot", "projection": "conv_bn_relu", "head": "per_label",
+            "mlp_hidden": 16, "label_graph": "shuffled",
         },
-        "mgsgn": {"feature_dim": 64, "attention_dim": 32, "map_fusion": "sum", "perspectives": 2, "top_k": None},
-        "sgfn": {"semantic_dim": 64, "gcn_hidden": 64, "fam_heads": 4, "combine": "sum", "layer_fusion": "mean",
-                 "attention": "cosine"},
+        "mgsgn": {"feature_dim": 64, "attention_dim": 32, "map_fusion": "sum", "perspectives": 2, "top_k": None,
+                  "reconstruction_stride": 16, "label_graph": "none"},
+        "sgfn": {"semantic_dim": 64, "gcn_hidden": 64, "fam_heads": 4, "global_semantics": "shared", "combine": "sum",
+                 "layer_fusion": "mean", "attention": "cosine", "label_graph": "shuffled"},
+        "msbaseline": {"dim": 32, "projection": "plain", "layer_fusion": "sum"},
+        "msshared": {"dim": 32, "projection": "plain", "layer_fusion": "mean", "attention": "channel"},
         "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0, "attention_smoothing": 0.0,
-                   "feature_stride": 16},
+                   "feature_stride": 16, "label_graph": "none"},
     }[arch]
     model = build(arch, graph, **knobs).train()
     training_loss(model, images()).backward()
@@ -403,14 +424,17 @@ def test_multi_perspective_graph_is_sparse_and_row_normalised() -> None:
     torch.testing.assert_close(dynamic.sum(-1), torch.ones(2, 9), atol=1e-4, rtol=0)
 
 
-def test_diffpool_assigns_each_label_softly_and_links_cost_less_when_grouped() -> None:
+def test_diffpool_pools_labels_into_group_queries_and_their_loss_prefers_the_own_group() -> None:
     adjacency = torch.block_diag(torch.ones(2, 2), torch.ones(2, 2)) / 2
-    group_semantics, assignment = DiffPool(dim=8, num_groups=2)(torch.randn(4, 8), adjacency)
-    assert group_semantics.shape == (4, 8)
+    groups, assignment = DiffPool(dim=8, num_groups=3)(torch.randn(4, 8), adjacency)
+    assert groups.shape == (3, 8) and assignment.shape == (4, 3)
     torch.testing.assert_close(assignment.sum(-1), torch.ones(4))
-    by_block = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
-    assert DiffPool.regularisation(by_block, adjacency) < DiffPool.regularisation(mixed, adjacency)
+    labels = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]])
+    groups = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    own = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
+    swapped = own.flip(-1)
+    assert DiffPool.group_distance(labels, groups, own) < DiffPool.group_distance(labels, groups, swapped)
+    torch.testing.assert_close(DiffPool.group_distance(labels, groups, own), torch.tensor(0.1))
 
 
 def test_asge_loss_fits_embeddings_to_the_adjacency(graph: LabelGraph) -> None:
@@ -433,3 +457,117 @@ def test_learned_fusion_starts_as_the_mean() -> None:
     branches = [torch.ones(2, 3), 3 * torch.ones(2, 3)]
     torch.testing.assert_close(WeightedSum(2, "learned")(branches), 2 * torch.ones(2, 3))
     torch.testing.assert_close(WeightedSum(2, "sum")(branches), 4 * torch.ones(2, 3))
+
+
+# --- controls and ablations: what the label graph and label queries add ---------------------
+
+
+def test_shuffled_label_graph_moves_every_label_to_another_node_consistently(graph: LabelGraph) -> None:
+    adjacency, embeddings = ablated_graph_inputs(graph, "shuffled")
+    # Each label got the embedding of exactly one other label...
+    matches = (embeddings[:, None, :] == graph.label_embeddings[None, :, :]).all(-1)
+    assert (matches.sum(1) == 1).all()
+    partner = matches.argmax(1)
+    assert (partner != np.arange(NUM_CLASSES)).all()
+    # ...and the edges of that label, so the graph is the real one with its labels renamed.
+    np.testing.assert_array_equal(adjacency, graph.adjacency[np.ix_(partner, partner)])
+    again, _ = ablated_graph_inputs(graph, "shuffled")
+    np.testing.assert_array_equal(again, adjacency)  # fixed, so a rebuilt model gets the same
+
+
+def test_no_label_graph_is_the_identity_with_distinct_meaningless_vectors(graph: LabelGraph) -> None:
+    adjacency, embeddings = ablated_graph_inputs(graph, "none")
+    np.testing.assert_array_equal(adjacency, np.eye(NUM_CLASSES, dtype=np.float32))
+    np.testing.assert_allclose(embeddings @ embeddings.T, np.eye(NUM_CLASSES), atol=1e-5)
+    other = synthetic_label_graph(NUM_CLASSES, embedding_dim=EMBEDDING_DIM, num_images=400, seed=7)
+    np.testing.assert_array_equal(ablated_graph_inputs(other, "none")[1], embeddings)  # nothing of the graph left
+
+
+@pytest.mark.parametrize("arch", GRAPH_MODELS)
+def test_ablated_label_graph_is_what_the_model_keeps_and_saves(arch: str, graph: LabelGraph, tmp_path: Path) -> None:
+    model = perturbed(build(arch, graph, label_graph="shuffled")).eval()
+    adjacency, embeddings = ablated_graph_inputs(graph, "shuffled")
+    np.testing.assert_array_equal(model.adjacency.numpy(), adjacency)
+    save_model(tmp_path, model, model_spec(arch, graph, BACKBONE, IMAGE_SIZE, {"label_graph": "shuffled"}))
+    reloaded, _ = load_model(tmp_path)
+    np.testing.assert_array_equal(reloaded.label_embeddings.numpy(), embeddings)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(images()), model(images()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", QUERY_MODELS)
+def test_learned_queries_do_not_read_the_label_embeddings(arch: str, graph: LabelGraph) -> None:
+    """`queries: learned` is the control without graph-derived queries: the word embeddings must
+    not reach the output, while with `semantic` queries they do."""
+    for queries, reaches in (("learned", False), ("semantic", True)):
+        model = perturbed(build(arch, graph, queries=queries)).eval()
+        with torch.no_grad():
+            before = model(images())
+            model.label_embeddings.copy_(torch.randn_like(model.label_embeddings))
+            assert torch.allclose(model(images()), before) is not reaches, queries
+
+
+@pytest.mark.parametrize(("arch", "knobs", "query_count"), [
+    ("msrn", {}, NUM_CLASSES + 2),  # K = ⌈0.2 · 10⌉ groups beside the labels
+    ("msrn", {"queries": "learned"}, NUM_CLASSES + 2),
+    ("sgfn", {}, NUM_CLASSES + 2),
+    ("sgfn", {"global_semantics": "shared"}, NUM_CLASSES),
+    ("sgfn", {"global_semantics": "none"}, NUM_CLASSES),
+    ("msshared", {}, 1),
+])
+def test_attention_queries_are_the_labels_then_their_groups(
+    arch: str, knobs: dict[str, object], query_count: int, graph: LabelGraph
+) -> None:
+    model = build(arch, graph, **knobs).eval()
+    seen: list[int] = []
+    for module in model.modules():
+        if isinstance(module, LabelGuidedAttention):
+            module.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[-2]))
+    with torch.no_grad():
+        model(images())
+    assert seen == [query_count] * 3  # one attention per stage, stages 2–4
+
+
+def test_msrn_follows_its_reference_code_by_default(graph: LabelGraph) -> None:
+    model = build("msrn", graph)
+    assert model.attend.similarity == "channel"
+    assert all(isinstance(projection, nn.Conv2d) for projection in model.project.projections)  # plain, keys may be negative
+    assert all(layer.residual and layer.heads == 1 for layer in model.semantics.local.layers)
+    assert model.semantics.local.activate_last
+    assert isinstance(model.head, nn.Sequential)  # tanh → MLP over every query of every stage
+    assert model.head[1].in_features == 3 * 512 * (NUM_CLASSES + 2)
+    loss = model.auxiliary_loss()
+    assert loss > 0 and loss.requires_grad  # the group loss, weighted 1e-4
+
+
+def test_channel_attention_pools_each_channel_with_its_own_weights() -> None:
+    """MSRN's reference attention: channel 0, weighed up, is pooled near its peak; channel 1,
+    weighed down, near its minimum; the weights of each channel sum to one."""
+    keys = torch.tensor([[0.0, 1.0, 5.0], [3.0, -2.0, 0.0]]).view(1, 2, 1, 3)
+    attend = LabelGuidedAttention("channel")
+    pooled = attend(torch.tensor([[20.0, -20.0]]), keys)
+    torch.testing.assert_close(pooled[0, 0], torch.tensor([5.0, -2.0]), atol=1e-3, rtol=0)
+    weights = attend.weights(torch.tensor([[20.0, -20.0]]), keys)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 1))
+    with pytest.raises(ValueError):
+        attend(torch.ones(1, 2), keys, values=keys)
+
+
+def test_residual_graph_attention_keeps_a_labels_own_features() -> None:
+    adjacency = torch.ones(3, 3)
+    torch.manual_seed(0)
+    plain = GraphAttention(4, 8, heads=2)
+    residual = GraphAttention(4, 8, heads=2, residual=True)
+    residual.load_state_dict(plain.state_dict())
+    nodes = torch.randn(3, 4)
+    torch.testing.assert_close(residual(nodes, adjacency) - plain(nodes, adjacency), plain.project(nodes))
+
+
+def test_mgsgn_label_queries_have_no_bias_and_a_finer_reconstruction_is_read(graph: LabelGraph) -> None:
+    model = build("mgsgn", graph, reconstruction_stride=8).eval()
+    assert model.label_queries.bias is None
+    sides: list[int] = []
+    model.attend.register_forward_pre_hook(lambda _, args: sides.append(args[1].shape[-1]))
+    with torch.no_grad():
+        model(images())
+    assert sides == [IMAGE_SIZE // 8]

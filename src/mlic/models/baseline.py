@@ -24,6 +24,7 @@ class Baseline(nn.Module):
 
 @register_model("baseline")
 def baseline(
+    *,
     num_classes: int,
     graph: LabelGraph,
     backbone: str,

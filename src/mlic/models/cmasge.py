@@ -32,8 +32,11 @@ from mlic.models.layers import (
     ConvProjection,
     FeatureStride,
     GlobalPoolClassifier,
+    LabelGraphInput,
     LabelGuidedAttention,
+    LearnedQueries,
     PerLabelClassifier,
+    QuerySource,
     WeightedSum,
     register_graph_buffers,
 )
@@ -95,16 +98,20 @@ class CrossModalityTransformation(nn.Sequential):
 
 class CMASGE(nn.Module):
     def __init__(
-        self, graph: LabelGraph, backbone: str, pretrained_path: str | None, semantic_dim: int, asge_hidden: int,
+        self, graph: LabelGraph, backbone: str, pretrained_path: str | None, *, semantic_dim: int, asge_hidden: int,
         asge_weight: float, attention_smoothing: float, feature_stride: FeatureStride, scales: CmaScales,
+        label_graph: LabelGraphInput, queries: QuerySource,
     ) -> None:
         super().__init__()
         if scales == 1:
             self.backbone = Backbone.deepest(backbone, pretrained_path, feature_stride)
         else:
             self.backbone = Backbone(backbone, strides=STAGES_2_TO_4[-scales:], pretrained_path=pretrained_path)
-        register_graph_buffers(self, graph)
-        self.asge = AdjacencySimilarityEmbedding(graph.embedding_dim, asge_hidden, semantic_dim)
+        register_graph_buffers(self, graph, label_graph)
+        self.asge = (
+            AdjacencySimilarityEmbedding(graph.embedding_dim, asge_hidden, semantic_dim) if queries == "semantic" else None
+        )
+        self.learned_queries = LearnedQueries(graph.num_classes, semantic_dim) if queries == "learned" else None
         self.cmt = nn.ModuleList(CrossModalityTransformation(c, semantic_dim) for c in self.backbone.channels)
         self.cma = LabelGuidedAttention(similarity="cosine", normalisation="relu", smoothing=attention_smoothing)
         self.attention_classifiers = nn.ModuleList(
@@ -117,20 +124,31 @@ class CMASGE(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         feature_maps = self.backbone(images)
-        label_embeddings = self.asge(self.label_embeddings)
+        label_embeddings = self.label_queries()
         scale_logits = [
             classify(self.cma(label_embeddings, transform(features), values=features))
             for transform, classify, features in zip(self.cmt, self.attention_classifiers, feature_maps)
         ]
         return self.fuse([self.fuse_scales(scale_logits), self.global_head(feature_maps[-1])])
 
+    def label_queries(self) -> Tensor:
+        """The `[C, D]` label embeddings CMA attends with: ASGE's, or free ones (`queries: learned`)."""
+        if self.asge is not None:
+            return self.asge(self.label_embeddings)
+        assert self.learned_queries is not None
+        return self.learned_queries()[0]
+
     def auxiliary_loss(self) -> Tensor:
-        """The ASGE loss, image-independent (C×C cosines)."""
-        return self.asge_weight * AdjacencySimilarityEmbedding.loss(self.asge(self.label_embeddings), self.adjacency)
+        """The ASGE loss, image-independent (C×C cosines); zero for free queries, which are not
+        fitted to the graph (that is what the control leaves out)."""
+        if self.asge is None:
+            return self.adjacency.new_zeros(())
+        return self.asge_weight * AdjacencySimilarityEmbedding.loss(self.label_queries(), self.adjacency)
 
 
 @register_model("cmasge")
 def cmasge(
+    *,
     num_classes: int,
     graph: LabelGraph,
     backbone: str,
@@ -141,6 +159,8 @@ def cmasge(
     attention_smoothing: float = 1.0,
     feature_stride: FeatureStride = 32,
     scales: CmaScales = 1,
+    label_graph: LabelGraphInput = "cooccurrence",
+    queries: QuerySource = "semantic",
 ) -> nn.Module:
     """The paper leaves the semantic width and the ASGE fitting schedule open: 256-d label
     embeddings from a one-hidden-layer (512) encoder, fitted jointly with weight 1.
@@ -160,7 +180,10 @@ def cmasge(
             field="models.cmasge.scales",
             fix="set models.cmasge.scales: 1 to keep the dilated map, or feature_stride: 32 for multi-scale CMA",
         )
+    require_choice("cmasge", "label_graph", label_graph, LabelGraphInput)
+    require_choice("cmasge", "queries", queries, QuerySource)
     return CMASGE(
-        graph, backbone, pretrained_path, semantic_dim, asge_hidden, asge_weight, attention_smoothing, feature_stride,
-        scales,
+        graph, backbone, pretrained_path, semantic_dim=semantic_dim, asge_hidden=asge_hidden, asge_weight=asge_weight,
+        attention_smoothing=attention_smoothing, feature_stride=feature_stride, scales=scales,
+        label_graph=label_graph, queries=queries,
     )

@@ -7,6 +7,11 @@ locations and the branch is a shared saliency pooling read by per-label classifi
 its mAP. The quality bench measured exactly that (docs/models.md), so it reports this figure
 beside mAP for every model, with a second one: how sharp each label's weights are. A dot-product
 query can sharpen its softmax just by growing, until it reads a single location.
+
+Neither figure says whether a label looks at *its own object*. The pointing game does: for each
+positive (image, label) with a box, a hit when the label's attention peaks on that label's box.
+Its control is the shared saliency — the mean of every label's map, one point for all labels —
+so a model whose labels only share a saliency scores no better than its own control.
 """
 
 from __future__ import annotations
@@ -80,3 +85,106 @@ def probe_label_attention(model: nn.Module, images: Tensor) -> LabelAttentionPro
     if not cosines:
         return None
     return LabelAttentionProbe(query_cosine=sum(cosines) / len(cosines), entropy=sum(entropies) / len(entropies))
+
+
+# --- the pointing game: does a label's attention fall on its own object? -------------------------
+
+
+@dataclass(frozen=True)
+class ImageBoxes:
+    """One image's boxes per label index, in pixels of the image as stored (`[x, y, w, h]`)."""
+
+    width: int
+    height: int
+    boxes: dict[int, list[list[float]]]
+
+
+def pointing_hit(attention_map: Tensor, boxes: list[list[float]], width: int, height: int, dilation: int = 1) -> bool:
+    """Whether the arg-max cell of an `[H, W]` map lies in a cell that one of `boxes` covers, with
+    the covered cells grown by `dilation` cells: at 3×3 or 6×6 a box's edge and the cell grid
+    rarely line up, and an object half a cell away is still the object."""
+    rows, cols = attention_map.shape
+    peak = int(attention_map.flatten().argmax())
+    row, col = divmod(peak, cols)
+    for x, y, box_width, box_height in boxes:
+        first_col = math.floor(x / width * cols) - dilation
+        last_col = math.ceil((x + box_width) / width * cols) - 1 + dilation
+        first_row = math.floor(y / height * rows) - dilation
+        last_row = math.ceil((y + box_height) / height * rows) - 1 + dilation
+        if first_row <= row <= last_row and first_col <= col <= last_col:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class PointingGame:
+    """Hits in % of the positive (image, label) pairs with a box, per attention call (a stage or
+    scale, in the order the model runs them), for the labels' own maps and for the shared
+    saliency (the mean of every label's map: the same point for all labels)."""
+
+    per_stage: list[float]
+    shared_saliency: list[float]
+    pairs: int
+
+    @property
+    def mean(self) -> float:
+        return sum(self.per_stage) / len(self.per_stage)
+
+    @property
+    def shared_mean(self) -> float:
+        return sum(self.shared_saliency) / len(self.shared_saliency)
+
+
+def label_maps(model: nn.Module, images: Tensor, num_classes: int) -> list[Tensor]:
+    """Every label-guided attention call of one eval-mode forward pass → the label maps
+    `[B, C, H, W]`, in call order. Group queries after the first C are left out; a single
+    shared query stands for every label."""
+    calls: list[Tensor] = []
+
+    def record(attention: LabelGuidedAttention, args: tuple[Tensor, ...]) -> None:
+        labels, keys = args[0], args[1]
+        weights = attention.weights(labels, keys)[:, :num_classes]
+        calls.append(weights.expand(-1, num_classes, -1).reshape(*weights.shape[:1], num_classes, *keys.shape[-2:]))
+
+    attentions = [module for module in model.modules() if isinstance(module, LabelGuidedAttention)]
+    handles = [attention.register_forward_pre_hook(record) for attention in attentions]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return calls
+
+
+def pointing_game(
+    model: nn.Module, images: Tensor, boxes: list[ImageBoxes], num_classes: int, batch_size: int = 32
+) -> PointingGame | None:
+    """The pointing game over `images` (as evaluation sees them) and their boxes; None for a
+    model without label-guided attention or data without boxes."""
+    hits: list[list[int]] = []
+    shared_hits: list[list[int]] = []
+    pairs = 0
+    for start in range(0, len(images), batch_size):
+        calls = label_maps(model, images[start : start + batch_size], num_classes)
+        if not calls:
+            return None
+        if not hits:
+            hits, shared_hits = [[] for _ in calls], [[] for _ in calls]
+        for offset, image in enumerate(boxes[start : start + batch_size]):
+            for label, label_boxes in image.boxes.items():
+                pairs += 1
+                for stage, maps in enumerate(calls):
+                    hits[stage].append(pointing_hit(maps[offset, label], label_boxes, image.width, image.height))
+                    shared = maps[offset].mean(dim=0)
+                    shared_hits[stage].append(pointing_hit(shared, label_boxes, image.width, image.height))
+    if not pairs:
+        return None
+    return PointingGame(
+        per_stage=[100.0 * sum(stage) / pairs for stage in hits],
+        shared_saliency=[100.0 * sum(stage) / pairs for stage in shared_hits],
+        pairs=pairs,
+    )

@@ -27,9 +27,12 @@ from mlic.models.layers import (
     ConvProjection,
     CrossAttention2d,
     GCNStack,
+    LabelGraphInput,
     LabelGuidedAttention,
+    LearnedQueries,
     MultiScaleProjection,
     PerLabelClassifier,
+    QuerySource,
     Similarity,
     WeightedSum,
     register_graph_buffers,
@@ -38,20 +41,31 @@ from mlic.models.layers.knobs import require_choice, require_count, require_divi
 from mlic.models.registry import register_model
 
 MapFusion = Literal["concat", "sum"]
+#: The stride of the map the deepest stage is rebuilt on: 32 is the deepest map itself; 16 and 8
+#: first upsample it to a finer stage's resolution, so the reconstructed map keeps finer detail
+#: (and label attention reads more locations: 12×12 instead of 3×3 at 96 px for stride 8).
+ReconstructionStride = Literal[32, 16, 8]
 
 
 class CrossScaleReconstruction(nn.Module):
     """The deepest map (query) attends to each shallower map (keys/values): one reconstruction
-    per shallow scale at the deepest resolution, fused with the deepest map itself — by a 1×1
-    conv over their concatenation (`concat`) or by addition (`sum`)."""
+    per shallow scale, fused with the deepest map itself — by a 1×1 conv over their
+    concatenation (`concat`) or by addition (`sum`). The query map is the deepest map at
+    `resolution_index`'s resolution (bilinear upsampling when that is a shallower stage)."""
 
-    def __init__(self, dim: int, num_shallow: int, attention_dim: int, heads: int, fusion: MapFusion) -> None:
+    def __init__(
+        self, dim: int, num_shallow: int, attention_dim: int, heads: int, fusion: MapFusion, resolution_index: int = -1
+    ) -> None:
         super().__init__()
         self.attend = nn.ModuleList(CrossAttention2d(dim, dim, attention_dim, heads) for _ in range(num_shallow))
         self.fuse = ConvProjection((num_shallow + 1) * dim, dim) if fusion == "concat" else None
+        self.resolution_index = resolution_index
 
     def forward(self, feature_maps: list[Tensor]) -> Tensor:
         *shallow, deepest = feature_maps
+        size = feature_maps[self.resolution_index].shape[-2:]
+        if deepest.shape[-2:] != size:
+            deepest = F.interpolate(deepest, size=size, mode="bilinear", align_corners=False)
         rebuilt = [deepest] + [attend(deepest, context) for attend, context in zip(self.attend, shallow)]
         if self.fuse is None:
             return torch.stack(rebuilt).sum(dim=0)
@@ -119,6 +133,7 @@ class MGSGN(nn.Module):
         graph: LabelGraph,
         backbone: str,
         pretrained_path: str | None,
+        *,
         feature_dim: int,
         attention_dim: int,
         attention_heads: int,
@@ -128,16 +143,23 @@ class MGSGN(nn.Module):
         top_k: int | None,
         gcn_hidden: int,
         attention: Similarity,
+        reconstruction_stride: ReconstructionStride,
+        label_graph: LabelGraphInput,
+        queries: QuerySource,
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
-        register_graph_buffers(self, graph)
+        register_graph_buffers(self, graph, label_graph)
         self.project = MultiScaleProjection(self.backbone.channels, feature_dim)
         self.reconstruct = CrossScaleReconstruction(
-            feature_dim, len(self.backbone.channels) - 1, attention_dim, attention_heads, map_fusion
+            feature_dim, len(self.backbone.channels) - 1, attention_dim, attention_heads, map_fusion,
+            resolution_index=STAGES_2_TO_4.index(reconstruction_stride),
         )
         self.channel_attention = ChannelDualBranchAttention(feature_dim, channel_reduction)
-        self.label_queries = nn.Linear(graph.embedding_dim, feature_dim)
+        # No bias: word vectors are unit length (entries ~0.05), and a default bias as large as
+        # that signal would start every label at nearly the same query (see CMA-SGE's ASGE).
+        self.label_queries = nn.Linear(graph.embedding_dim, feature_dim, bias=False) if queries == "semantic" else None
+        self.learned_queries = LearnedQueries(graph.num_classes, feature_dim) if queries == "learned" else None
         self.attend = LabelGuidedAttention(attention)
         self.dynamic_graph = MultiPerspectiveGraph(feature_dim, perspectives, top_k)
         self.graph_mix = WeightedSum(2, "learned")
@@ -146,7 +168,12 @@ class MGSGN(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         fused = self.channel_attention(self.reconstruct(self.project(self.backbone(images))))
-        label_features = self.attend(self.label_queries(self.label_embeddings), fused)  # [B, C, D]
+        if self.label_queries is not None:
+            queries = self.label_queries(self.label_embeddings)
+        else:
+            assert self.learned_queries is not None
+            queries, _ = self.learned_queries()
+        label_features = self.attend(queries, fused)  # [B, C, D]
         dynamic = self.dynamic_graph(label_features)
         adjacency = self.graph_mix([self.adjacency.expand_as(dynamic), dynamic])
         return self.classifier(label_features + self.gcn(label_features, adjacency))
@@ -154,6 +181,7 @@ class MGSGN(nn.Module):
 
 @register_model("mgsgn")
 def mgsgn(
+    *,
     num_classes: int,
     graph: LabelGraph,
     backbone: str,
@@ -167,12 +195,16 @@ def mgsgn(
     top_k: int | None = 8,
     gcn_hidden: int = 512,
     attention: Similarity = "dot",
+    reconstruction_stride: ReconstructionStride = 32,
+    label_graph: LabelGraphInput = "cooccurrence",
+    queries: QuerySource = "semantic",
 ) -> nn.Module:
     """The paper fixes the mechanisms, not these sizes: 512-d features (as MSRN); cross-layer
     attention in a 128-d inner space with 4 heads (its key/value projection runs over every
     stride-8 location, the costliest piece of the head); 4 perspectives; SE's reduction 16; each
     label keeping its 8 nearest labels in the dynamic graph (`top_k: null` keeps all); a 512-wide
-    hidden GCN layer."""
+    hidden GCN layer; the reconstruction on the deepest map's own grid (`reconstruction_stride`
+    32)."""
     require_count(
         "mgsgn", feature_dim=feature_dim, attention_dim=attention_dim, attention_heads=attention_heads,
         channel_reduction=channel_reduction, perspectives=perspectives, gcn_hidden=gcn_hidden,
@@ -182,7 +214,12 @@ def mgsgn(
     require_divisible("mgsgn", "attention_dim", attention_dim, "attention_heads", attention_heads)
     require_choice("mgsgn", "map_fusion", map_fusion, MapFusion)
     require_choice("mgsgn", "attention", attention, Similarity)
+    require_choice("mgsgn", "reconstruction_stride", reconstruction_stride, ReconstructionStride)
+    require_choice("mgsgn", "label_graph", label_graph, LabelGraphInput)
+    require_choice("mgsgn", "queries", queries, QuerySource)
     return MGSGN(
-        graph, backbone, pretrained_path, feature_dim, attention_dim, attention_heads, map_fusion, channel_reduction,
-        perspectives, top_k, gcn_hidden, attention,
+        graph, backbone, pretrained_path, feature_dim=feature_dim, attention_dim=attention_dim,
+        attention_heads=attention_heads, map_fusion=map_fusion, channel_reduction=channel_reduction,
+        perspectives=perspectives, top_k=top_k, gcn_hidden=gcn_hidden, attention=attention,
+        reconstruction_stride=reconstruction_stride, label_graph=label_graph, queries=queries,
     )

@@ -1,14 +1,26 @@
-"""SGFN — Semantic Guidance-based Fusion Network (Wang et al., Pattern Recognition Letters 2024).
+"""SGFN — Semantic Guidance-based Fusion Network.
 
 Three ideas on top of a (TResNet, in the paper) backbone: a Feature Aggregation Module that
-relates every position of the last map to every other (a non-local block); label semantics that
-are both local (a GCN over the co-occurrence graph) and global (one vector pooled over all
-labels); and those semantics guiding attention at stages 2–4, with the per-layer predictions
-fused by learned weights.
+relates every position of the last map to every other (a non-local block); label semantic
+correlation, "local and global"; and those semantics guiding attention at stages 2–4, with the
+per-layer predictions fused by learned weights.
+
+The paper's abstract says no more of "global" semantics than the word, so the reading is a knob
+(`global_semantics`):
+
+- `groups` (the default): the label graph pooled into K = ⌈0.2·C⌉ groups (DiffPool), each
+  group a query of its own beside the labels, and each label scored from its own features
+  beside its groups' — the reading closest to the wording, which follows MSRN's;
+- `shared`: one vector attention-pooled over all labels and combined with each label's. After
+  a linear layer that is one offset added to every query, which pulls the queries together;
+- `none`: the GCN's local semantics alone.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
+import torch
 from torch import Tensor, nn
 
 from mlic.graph.label_graph import LabelGraph
@@ -18,31 +30,50 @@ from mlic.models.layers import (
     Backbone,
     BranchFusion,
     CrossAttention2d,
+    DiffPool,
     GCNStack,
+    LabelGraphInput,
+    LearnedQueries,
     MultiLayerSemanticHead,
+    QuerySource,
     SemanticCombine,
     SemanticFusion,
     Similarity,
+    group_count,
     register_graph_buffers,
 )
-from mlic.models.layers.knobs import require_choice, require_count
+from mlic.models.layers.knobs import require_choice, require_count, require_range
 from mlic.models.registry import register_model
+
+GlobalSemantics = Literal["groups", "shared", "none"]
 
 
 class LocalGlobalSemantics(nn.Module):
     """Per-label semantics from a GCN over the static graph (local: a label and its co-occurring
-    neighbours), plus one global semantic vector attention-pooled over all label nodes (the
-    scene-level context every label shares), combined per label → `[C, D]`."""
+    neighbours), with global semantics as `reading` asks → the queries, and the label-to-group
+    assignment when the groups are queries of their own."""
 
-    def __init__(self, embedding_dim: int, hidden_dim: int, dim: int, combine: SemanticCombine) -> None:
+    def __init__(
+        self, embedding_dim: int, hidden_dim: int, dim: int, reading: GlobalSemantics, combine: SemanticCombine,
+        num_groups: int,
+    ) -> None:
         super().__init__()
         self.local = GCNStack([embedding_dim, hidden_dim, dim])
-        self.global_pool = AttentionPooling(dim, hidden_dim=dim // 2)
-        self.combine = SemanticFusion(dim, combine)
+        self.reading = reading
+        if reading == "groups":
+            self.groups = DiffPool(dim, num_groups)
+        elif reading == "shared":
+            self.global_pool = AttentionPooling(dim, hidden_dim=dim // 2)
+            self.combine = SemanticFusion(dim, combine)
 
-    def forward(self, embeddings: Tensor, adjacency: Tensor) -> Tensor:
+    def forward(self, embeddings: Tensor, adjacency: Tensor) -> tuple[Tensor, Tensor | None]:
         local = self.local(embeddings, adjacency)
-        return self.combine(local, self.global_pool(local))
+        if self.reading == "groups":
+            groups, assignment = self.groups(local, adjacency)
+            return torch.cat([local, groups]), assignment
+        if self.reading == "shared":
+            return self.combine(local, self.global_pool(local)), None
+        return local, None
 
 
 class SGFN(nn.Module):
@@ -51,33 +82,52 @@ class SGFN(nn.Module):
         graph: LabelGraph,
         backbone: str,
         pretrained_path: str | None,
+        *,
         semantic_dim: int,
         gcn_hidden: int,
         fam_reduction: int,
         fam_heads: int,
+        global_semantics: GlobalSemantics,
+        pool_ratio: float,
         combine: SemanticCombine,
         layer_fusion: BranchFusion,
         attention: Similarity,
+        label_graph: LabelGraphInput,
+        queries: QuerySource,
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
-        register_graph_buffers(self, graph)
+        register_graph_buffers(self, graph, label_graph)
         channels = self.backbone.out_channels
+        num_groups = group_count(graph.num_classes, pool_ratio)
+        grouped = global_semantics == "groups"
         self.feature_aggregation = CrossAttention2d(channels, channels, channels // fam_reduction, fam_heads)
-        self.semantics = LocalGlobalSemantics(graph.embedding_dim, gcn_hidden, semantic_dim, combine)
+        self.semantics = (
+            LocalGlobalSemantics(graph.embedding_dim, gcn_hidden, semantic_dim, global_semantics, combine, num_groups)
+            if queries == "semantic" else None
+        )
+        self.learned_queries = (
+            LearnedQueries(graph.num_classes, semantic_dim, num_groups if grouped else 0, assignment=grouped)
+            if queries == "learned" else None
+        )
         self.layers_head = MultiLayerSemanticHead(
-            self.backbone.channels, semantic_dim, graph.num_classes, layer_fusion, attention
+            self.backbone.channels, semantic_dim, graph.num_classes, layer_fusion, attention, grouped=grouped
         )
 
     def forward(self, images: Tensor) -> Tensor:
         *shallow, deepest = self.backbone(images)
         feature_maps = [*shallow, self.feature_aggregation(deepest)]
-        semantics = self.semantics(self.label_embeddings, self.adjacency)
-        return self.layers_head(feature_maps, semantics)
+        if self.semantics is not None:
+            queries, assignment = self.semantics(self.label_embeddings, self.adjacency)
+        else:
+            assert self.learned_queries is not None
+            queries, assignment = self.learned_queries()
+        return self.layers_head(feature_maps, queries, assignment)
 
 
 @register_model("sgfn")
 def sgfn(
+    *,
     num_classes: int,
     graph: LabelGraph,
     backbone: str,
@@ -86,20 +136,30 @@ def sgfn(
     gcn_hidden: int = 1024,
     fam_reduction: int = 2,
     fam_heads: int = 1,
+    global_semantics: GlobalSemantics = "groups",
+    pool_ratio: float = 0.2,
     combine: SemanticCombine = "concat",
     layer_fusion: BranchFusion = "learned",
     attention: Similarity = "dot",
+    label_graph: LabelGraphInput = "cooccurrence",
+    queries: QuerySource = "semantic",
 ) -> nn.Module:
     """`fam_reduction` 2 and one head follow the non-local block (inner width = channels / 2);
-    the paper's learned fusion of layer predictions is the default. BCE is the loss (ASL, the
-    paper's option, is a training-loss choice, not a model knob)."""
+    the paper's learned fusion of layer predictions is the default; `pool_ratio` sizes the
+    groups as MSRN does; `combine` only matters for the `shared` reading. The loss is BCE: the
+    paper's ASL option is not implemented."""
     require_count(
         "sgfn", semantic_dim=semantic_dim, gcn_hidden=gcn_hidden, fam_reduction=fam_reduction, fam_heads=fam_heads
     )
+    require_range("sgfn", "pool_ratio", pool_ratio, 1e-6, 1.0)
+    require_choice("sgfn", "global_semantics", global_semantics, GlobalSemantics)
     require_choice("sgfn", "combine", combine, SemanticCombine)
     require_choice("sgfn", "layer_fusion", layer_fusion, BranchFusion)
     require_choice("sgfn", "attention", attention, Similarity)
+    require_choice("sgfn", "label_graph", label_graph, LabelGraphInput)
+    require_choice("sgfn", "queries", queries, QuerySource)
     return SGFN(
-        graph, backbone, pretrained_path, semantic_dim, gcn_hidden, fam_reduction, fam_heads, combine, layer_fusion,
-        attention,
+        graph, backbone, pretrained_path, semantic_dim=semantic_dim, gcn_hidden=gcn_hidden,
+        fam_reduction=fam_reduction, fam_heads=fam_heads, global_semantics=global_semantics, pool_ratio=pool_ratio,
+        combine=combine, layer_fusion=layer_fusion, attention=attention, label_graph=label_graph, queries=queries,
     )

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Similarity = Literal["dot", "cosine"]
+Similarity = Literal["dot", "cosine", "channel"]
 Normalisation = Literal["softmax", "relu"]
 
 
@@ -43,6 +43,14 @@ class LabelGuidedAttention(nn.Module):
     queries grew to norms of 90–900 and turned one-hot (docs/models.md); a cosine bounds that, so
     the gradient goes into *where* a label looks, and one temperature for all labels sets how
     sharply.
+
+    `channel` (MSRN's reference code, `attention: channel`) keeps one map per label *and channel*:
+    the label vector scales each channel of the map, the product is softmax-normalised over the
+    locations separately for every channel, and each channel is pooled with its own weights. A
+    channel that a label weighs positively is pooled near where it peaks, a negatively weighted
+    one near its minimum, and the label's length sets how sharply. Keys and values must be the
+    same map. It costs `B·C·D·N` memory, where the other forms cost `B·C·N`. `weights` reports
+    the mean of a label's channel maps, the one map the diagnostics can read.
     """
 
     MAX_TEMPERATURE = 100.0
@@ -66,14 +74,26 @@ class LabelGuidedAttention(nn.Module):
     def forward(self, labels: Tensor, keys: Tensor, values: Tensor | None = None) -> Tensor:
         """`labels` `[C, D]` or `[B, C, D]`, `keys` `[B, D, H, W]`, `values` `[B, Dv, H, W]` →
         label-specific features `[B, C, Dv]`."""
+        if self.similarity == "channel":
+            if values is not None:
+                raise ValueError("channel attention pools the map it scores: pass no separate values")
+            keys = keys.flatten(2)
+            return (self._channel_weights(labels, keys) * keys.unsqueeze(1)).sum(dim=-1)  # [B, C, D]
         values = keys.flatten(2) if values is None else values.flatten(2)
         return torch.matmul(self.weights(labels, keys), values.transpose(1, 2))  # [B, C, Dv]
+
+    @staticmethod
+    def _channel_weights(labels: Tensor, keys: Tensor) -> Tensor:
+        """`labels` `[C, D]` or `[B, C, D]`, flattened `keys` `[B, D, N]` → `[B, C, D, N]`."""
+        return (labels.unsqueeze(-1) * keys.unsqueeze(1)).softmax(dim=-1)
 
     def weights(self, labels: Tensor, keys: Tensor) -> Tensor:
         """Each label's weights over the locations, `[B, C, H·W]`, summing to one (or to zero under
         plain ReLU normalisation, for a label that matches nowhere): what `forward` pools with, and
         what the attention diagnostics read."""
         keys = keys.flatten(2)  # [B, D, N]
+        if self.similarity == "channel":
+            return self._channel_weights(labels, keys).mean(dim=2)
         if self.similarity == "cosine":
             scores = torch.matmul(F.normalize(labels, dim=-1), F.normalize(keys, dim=1))
             if self.log_temperature is not None:

@@ -17,12 +17,17 @@ class GraphAttention(nn.Module):
     """Multi-head attention where label i only attends to labels j with `adjacency[i, j] > 0`.
 
     Self-loops are always allowed, so a label without neighbours keeps its own features. Heads
-    split `out_features` evenly and are concatenated.
+    split `out_features` evenly and are concatenated. `residual` adds each label's own projected
+    features to what it gathers (`H' = softmax(e) H W + H W`, as MSRN's reference layer does):
+    a label keeps its identity however alike its neighbours are.
     """
 
-    def __init__(self, in_features: int, out_features: int, heads: int = 4, negative_slope: float = 0.2) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, heads: int = 4, negative_slope: float = 0.2, residual: bool = False
+    ) -> None:
         super().__init__()
         self.heads = heads
+        self.residual = residual
         head_dim = out_features // heads
         self.project = nn.Linear(in_features, out_features, bias=False)
         self.source_score = nn.Parameter(torch.empty(heads, 1, head_dim))
@@ -41,11 +46,15 @@ class GraphAttention(nn.Module):
         edges = (adjacency > 0) | torch.eye(num_nodes, dtype=torch.bool, device=adjacency.device)
         logits = logits.masked_fill(~edges.unsqueeze(-3), float("-inf"))
         attended = torch.matmul(logits.softmax(dim=-1), projected)  # [.., H, C, d]
+        if self.residual:
+            attended = attended + projected
         return attended.transpose(-3, -2).flatten(-2)
 
 
 class GATStack(GraphStack):
-    """GAT layers with ELU between them, as in the GAT paper."""
+    """GAT layers with ELU between them, as in the GAT paper; `residual` and `activate_last` (ELU
+    after the last layer too) are MSRN's reference layers."""
 
-    def __init__(self, dims: list[int], heads: int) -> None:
-        super().__init__([GraphAttention(a, b, heads) for a, b in zip(dims[:-1], dims[1:])], nn.ELU())
+    def __init__(self, dims: list[int], heads: int, residual: bool = False, activate_last: bool = False) -> None:
+        layers = [GraphAttention(a, b, heads, residual=residual) for a, b in zip(dims[:-1], dims[1:])]
+        super().__init__(layers, nn.ELU(), activate_last)

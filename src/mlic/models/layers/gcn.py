@@ -30,18 +30,20 @@ class GraphConvolution(nn.Module):
 
 
 class GraphStack(nn.Module):
-    """Graph layers (any `layer(nodes, adjacency)`) with an activation between them and none after
-    the last: the output is a classifier or semantic vector that is used linearly."""
+    """Graph layers (any `layer(nodes, adjacency)`) with an activation between them and, unless
+    `activate_last`, none after the last: the output is usually a classifier or semantic vector
+    that is used linearly."""
 
-    def __init__(self, layers: list[nn.Module], act: nn.Module) -> None:
+    def __init__(self, layers: list[nn.Module], act: nn.Module, activate_last: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.act = act
+        self.activate_last = activate_last
 
     def forward(self, nodes: Tensor, adjacency: Tensor) -> Tensor:
         for index, layer in enumerate(self.layers):
             nodes = layer(nodes, adjacency)
-            if index < len(self.layers) - 1:
+            if self.activate_last or index < len(self.layers) - 1:
                 nodes = self.act(nodes)
         return nodes
 

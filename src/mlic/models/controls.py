@@ -1,0 +1,116 @@
+"""Label-agnostic controls for the multi-layer models: everything but the label semantics.
+
+MSRN, SGFN and MGSGN read stages 2–4 through a projection and extra heads, where the baseline
+reads one 3×3 map (at 96 px) with one head. A research model's lead over the baseline therefore
+mixes two effects: several scales with attention pooling, and label-specific semantics. These
+controls keep the first and drop the second, so the second can be measured:
+
+- `msbaseline`: the same stages and projection, average pooling per stage, a linear head per
+  stage, the stage logits fused by learned weights. No label graph, no attention.
+- `msshared`: the same, but each stage is pooled by attention with **one learned query shared
+  by all labels**, read by per-label classifiers — the strongest label-agnostic control, and
+  the one a claim about label-specific attention has to beat. It is also what a research
+  model becomes when its label queries collapse to one direction.
+
+Neither uses the graph it is given.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mlic.graph.label_graph import LabelGraph
+from mlic.models.layers import (
+    STAGES_2_TO_4,
+    Backbone,
+    BranchFusion,
+    GlobalPoolClassifier,
+    LearnedQueries,
+    MultiLayerSemanticHead,
+    MultiScaleProjection,
+    Projection,
+    Similarity,
+    WeightedSum,
+)
+from mlic.models.layers.knobs import require_choice, require_count
+from mlic.models.registry import register_model
+
+
+class MultiScaleBaseline(nn.Module):
+    def __init__(
+        self, num_classes: int, backbone: str, pretrained_path: str | None, *, dim: int, projection: Projection,
+        layer_fusion: BranchFusion,
+    ) -> None:
+        super().__init__()
+        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
+        self.project = MultiScaleProjection(self.backbone.channels, dim, projection)
+        self.heads = nn.ModuleList(GlobalPoolClassifier(dim, num_classes) for _ in self.backbone.channels)
+        self.fuse = WeightedSum(len(self.backbone.channels), layer_fusion)
+
+    def forward(self, images: Tensor) -> Tensor:
+        projected = self.project(self.backbone(images))
+        return self.fuse([head(feature_map) for head, feature_map in zip(self.heads, projected)])
+
+
+class MultiScaleSharedQuery(nn.Module):
+    def __init__(
+        self, num_classes: int, backbone: str, pretrained_path: str | None, *, dim: int, projection: Projection,
+        layer_fusion: BranchFusion, attention: Similarity,
+    ) -> None:
+        super().__init__()
+        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
+        self.shared_query = LearnedQueries(1, dim)
+        self.layers_head = MultiLayerSemanticHead(
+            self.backbone.channels, dim, num_classes, layer_fusion, attention, projection=projection
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        query, _ = self.shared_query()
+        return self.layers_head(self.backbone(images), query)
+
+
+def _check_common(arch: str, dim: int, projection: Projection, layer_fusion: BranchFusion) -> None:
+    require_count(arch, dim=dim)
+    require_choice(arch, "projection", projection, Projection)
+    require_choice(arch, "layer_fusion", layer_fusion, BranchFusion)
+
+
+@register_model("msbaseline")
+def msbaseline(
+    *,
+    num_classes: int,
+    graph: LabelGraph,
+    backbone: str,
+    pretrained_path: str | None = None,
+    dim: int = 512,
+    projection: Projection = "conv_bn_relu",
+    layer_fusion: BranchFusion = "learned",
+) -> nn.Module:
+    """512-d stages through 1×1 conv–BN–ReLU, as SGFN and MGSGN project them; set `projection:
+    plain` to match MSRN's reference projection."""
+    _check_common("msbaseline", dim, projection, layer_fusion)
+    return MultiScaleBaseline(
+        num_classes, backbone, pretrained_path, dim=dim, projection=projection, layer_fusion=layer_fusion
+    )
+
+
+@register_model("msshared")
+def msshared(
+    *,
+    num_classes: int,
+    graph: LabelGraph,
+    backbone: str,
+    pretrained_path: str | None = None,
+    dim: int = 512,
+    projection: Projection = "conv_bn_relu",
+    layer_fusion: BranchFusion = "learned",
+    attention: Similarity = "cosine",
+) -> nn.Module:
+    """As `msbaseline`, with `attention` the form of label-guided attention the shared query uses
+    (set it to what the research model under test uses)."""
+    _check_common("msshared", dim, projection, layer_fusion)
+    require_choice("msshared", "attention", attention, Similarity)
+    return MultiScaleSharedQuery(
+        num_classes, backbone, pretrained_path, dim=dim, projection=projection, layer_fusion=layer_fusion,
+        attention=attention,
+    )
