@@ -10,9 +10,12 @@ from torch import Tensor, nn
 from mlic.graph.label_graph import LabelGraph
 from mlic.models import create_model
 from mlic.models.diagnostics import (
+    ImageBoxes,
     LabelAttentionProbe,
     mean_normalised_entropy,
     mean_offdiagonal_cosine,
+    pointing_game,
+    pointing_hit,
     probe_label_attention,
 )
 from mlic.models.layers import LabelGuidedAttention, Similarity, synthetic_label_graph
@@ -86,3 +89,82 @@ def test_every_research_model_is_measured_and_left_as_it_was(arch: str, graph: L
     assert -1.0 <= measured.query_cosine <= 1.0 and 0.0 <= measured.entropy <= 1.0
     assert model.training  # the probe restores the mode it found
     assert not any(module._forward_pre_hooks for module in model.modules())  # and removes its hooks
+
+
+# --- the pointing game ---------------------------------------------------------------------
+
+
+def one_hot_map(row: int, col: int, side: int = 4) -> Tensor:
+    attention_map = torch.zeros(side, side)
+    attention_map[row, col] = 1.0
+    return attention_map
+
+
+@pytest.mark.parametrize(
+    ("peak", "box", "hit"),
+    [
+        ((1, 1), [25.0, 25.0, 20.0, 20.0], True),  # the peak cell lies in the box
+        ((0, 0), [25.0, 25.0, 20.0, 20.0], True),  # one cell off: inside the one-cell dilation
+        ((3, 3), [0.0, 0.0, 20.0, 20.0], False),  # two cells off
+        ((3, 0), [0.0, 0.0, 100.0, 20.0], False),  # right column, wrong row
+        ((1, 3), [0.0, 0.0, 100.0, 20.0], True),  # the box spans the width; row 1 is its dilation
+    ],
+)
+def test_pointing_hit_counts_the_peak_inside_a_box_grown_by_one_cell(
+    peak: tuple[int, int], box: list[float], hit: bool
+) -> None:
+    """A 100×100 image over a 4×4 map: each cell is 25 pixels."""
+    assert pointing_hit(one_hot_map(*peak), [box], width=100, height=100) is hit
+
+
+def test_pointing_hit_scales_boxes_from_the_stored_image_size() -> None:
+    """Boxes are in the stored image's pixels (here 400×100), the map covers the resized square."""
+    assert pointing_hit(one_hot_map(2, 3), [[350.0, 60.0, 40.0, 30.0]], width=400, height=100, dilation=0)
+    assert not pointing_hit(one_hot_map(2, 0), [[350.0, 60.0, 40.0, 30.0]], width=400, height=100, dilation=0)
+    assert pointing_hit(one_hot_map(1, 1), [[0.0, 0.0, 1.0, 1.0], [30.0, 30.0, 10.0, 10.0]], width=100, height=100, dilation=0)
+
+
+class LooksAt(nn.Module):
+    """Label-guided attention whose keys are one-hot codes of the 16 locations of a 4×4 map:
+    label k's query picks location `targets[k]`, so every label looks exactly where we say."""
+
+    def __init__(self, targets: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("queries", 50.0 * torch.eye(16)[targets])
+        self.attend = LabelGuidedAttention("dot")
+
+    def forward(self, images: Tensor) -> Tensor:
+        keys = torch.eye(16).view(1, 16, 4, 4).expand(images.shape[0], -1, -1, -1)
+        return self.attend(self.queries, keys).sum(-1)
+
+
+def test_pointing_game_scores_labels_on_their_own_boxes_against_the_shared_saliency() -> None:
+    """Labels 0 and 1 find their objects in opposite corners, label 2 looks at the top-right
+    corner where it has none. The shared saliency (the mean of the three maps) ties between
+    those three corners, and its arg-max, the first, is label 0's corner for every label."""
+    image = ImageBoxes(
+        width=100, height=100,
+        boxes={0: [[0.0, 0.0, 20.0, 20.0]], 1: [[80.0, 80.0, 20.0, 20.0]], 2: [[0.0, 80.0, 20.0, 20.0]]},
+    )
+    game = pointing_game(LooksAt(targets=[0, 15, 3]), torch.zeros(2, 3, 8, 8), [image, image], num_classes=3)
+    assert game is not None and game.pairs == 6
+    assert game.per_stage == pytest.approx([200 / 3])
+    assert game.shared_saliency == pytest.approx([100 / 3])
+
+
+def test_pointing_game_needs_label_attention_and_boxes() -> None:
+    image = ImageBoxes(width=100, height=100, boxes={0: [[0.0, 0.0, 20.0, 20.0]]})
+    assert pointing_game(nn.Conv2d(3, 1, 1), torch.zeros(1, 3, 8, 8), [image], num_classes=1) is None
+    unboxed = ImageBoxes(width=100, height=100, boxes={})
+    assert pointing_game(LooksAt(targets=[0]), torch.zeros(1, 3, 8, 8), [unboxed], num_classes=1) is None
+
+
+@pytest.mark.parametrize(("arch", "stages"), [("msrn", 3), ("msshared", 3), ("cmasge", 1), ("mgsgn", 1)])
+def test_pointing_game_reads_every_stage_of_real_models(arch: str, stages: int, graph: LabelGraph) -> None:
+    """One score per attention call; a single shared query is its own shared saliency."""
+    model = create_model(arch, NUM_CLASSES, graph, backbone="resnet18")
+    image = ImageBoxes(width=64, height=64, boxes={0: [[0.0, 0.0, 30.0, 30.0]], 3: [[40.0, 40.0, 20.0, 20.0]]})
+    game = pointing_game(model, torch.randn(2, 3, 64, 64), [image, image], NUM_CLASSES)
+    assert game is not None and len(game.per_stage) == stages and game.pairs == 4
+    if arch == "msshared":
+        assert game.per_stage == game.shared_saliency

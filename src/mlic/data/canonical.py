@@ -1,4 +1,4 @@
-"""The canonical format between steps: COCO JSON per split plus `labels.json` (DESIGN §2).
+"""The canonical format between steps: COCO JSON per split plus `labels.json`.
 
 Every importer produces it, every later step reads only it. Conventions:
 - category ids in the split files are the label *indices* 0..C-1 (order of `labels.json` names);
@@ -30,7 +30,8 @@ class ImageRecord:
     width: int
     height: int
     labels: list[int]
-    #: Optional boxes as (label index, [x, y, w, h]) — kept for users who want them; unused by training.
+    #: Optional boxes as (label index, [x, y, w, h]) in pixels: unused by training; the pointing game
+    #: checks label attention against them.
     boxes: list[tuple[int, list[float]]] = field(default_factory=list)
 
 
@@ -113,8 +114,12 @@ def load_split(path: Path) -> PreparedSplit:
         if not image_root.is_absolute():
             image_root = (path.parent / image_root).resolve()
         labels_of: dict[int, set[int]] = {}
+        boxes_of: dict[int, list[tuple[int, list[float]]]] = {}
         for annotation in payload["annotations"]:
-            labels_of.setdefault(annotation["image_id"], set()).add(int(annotation["category_id"]))
+            label = int(annotation["category_id"])
+            labels_of.setdefault(annotation["image_id"], set()).add(label)
+            if len(annotation.get("bbox") or []) == 4:
+                boxes_of.setdefault(annotation["image_id"], []).append((label, [float(v) for v in annotation["bbox"]]))
         records = [
             ImageRecord(
                 id=int(image["id"]),
@@ -122,6 +127,7 @@ def load_split(path: Path) -> PreparedSplit:
                 width=int(image["width"]),
                 height=int(image["height"]),
                 labels=sorted(labels_of.get(image["id"], set())),
+                boxes=boxes_of.get(image["id"], []),
             )
             for image in payload["images"]
         ]
