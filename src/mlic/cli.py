@@ -109,7 +109,7 @@ def train(
 @app.command()
 @user_errors
 def evaluate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
-    """Score every trained model on the test split; gate on the mAP floor and pick the model to ship."""
+    """Score every trained model; pick the one to ship on val mAP and gate its test mAP on the floor."""
     from mlic.errors import GateFailed
     from mlic.steps import evaluate as step
 
@@ -118,8 +118,8 @@ def evaluate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None,
     typer.echo(result.summary())
     if not result.gate_passed:
         raise GateFailed(
-            f"best mAP {result.best_map:.2f} ({result.best_arch}) is below evaluate.min_map "
-            f"{config.evaluate.min_map:.2f}; nothing will be packaged",
+            f"test mAP {result.test_map:.2f} of {result.best_arch} (chosen by {result.chosen_by} mAP) is below "
+            f"evaluate.min_map {config.evaluate.min_map:.2f}; nothing will be packaged",
             file=str(paths.evaluation_metrics),
             field="evaluate.min_map",
             fix="improve the data or models, or lower evaluate.min_map deliberately",

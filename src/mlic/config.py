@@ -145,7 +145,7 @@ class TrainConfig(Strict):
 
 
 class EvaluateConfig(Strict):
-    #: The gate: best test mAP (percent) below this stops the run; nothing is packaged.
+    #: The gate: the chosen model's test mAP (%) below this stops the run; nothing is packaged.
     min_map: float = Field(30.0, ge=0.0, le=100.0)
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     top_k: int = Field(3, ge=1)

@@ -30,7 +30,10 @@ def show_predictions(paths: Paths, count: int) -> None:
 def show_metrics(paths: Paths) -> None:
     per_arch = read_json(paths.evaluation_metrics, what="evaluation metrics")
     best = read_json(paths.best_file, what="chosen model")
-    print(f"\nTest metrics (percent; ★ = packaged, gate passed with mAP {best['metrics']['mAP']:.1f}):")
+    print(
+        "\nMetrics in percent: val mAP chooses the model, every other column is the test split "
+        f"(★ = packaged, gate passed with test mAP {best['metrics']['mAP']:.1f}):"
+    )
     print(metrics_table(per_arch, best["arch"]))
 
 

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from mlic.errors import ConfigError, TrainingError
-from mlic.models.saved import load_model
+from mlic.graph.label_graph import LabelGraph
+from mlic.models import create_model, model_spec
+from mlic.models.saved import load_model, save_model
 from mlic.steps import evaluate as evaluate_step
 from mlic.steps import graph as graph_step
 from mlic.steps import train as train_step
@@ -89,17 +91,29 @@ def test_unknown_architecture_is_a_config_error(graphed):
         train_step.run(config, paths, "resnet")
 
 
-def test_evaluate_writes_metrics_thresholds_and_gates(graphed):
+@pytest.fixture
+def trained(graphed):
     config, paths = graphed
     for arch in config.architectures:
         train_step.run(config, paths, arch)
+    return config, paths
+
+
+def test_evaluate_writes_metrics_thresholds_and_gates(trained):
+    config, paths = trained
     result = evaluate_step.run(config, paths)
     metrics = json.loads(paths.evaluation_metrics.read_text())
     assert set(metrics) == {"baseline", "mlgcn"}
-    assert {"mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3"} <= set(metrics["mlgcn"])
+    assert {"mAP", "val_mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3"} <= set(metrics["mlgcn"])
     best = json.loads(paths.best_file.read_text())
     assert best["arch"] == result.best_arch and len(best["thresholds"]) == 6
-    assert result.best_map == max(m["mAP"] for m in metrics.values())
+    # chosen on val (the first listed on a tie), gated and reported on test
+    assert result.chosen_by == "val"
+    assert result.best_arch == max(metrics, key=lambda arch: metrics[arch]["val_mAP"])
+    assert result.chosen_map == metrics[result.best_arch]["val_mAP"]
+    assert result.test_map == metrics[result.best_arch]["mAP"] == best["metrics"]["mAP"]
+    assert f"{result.best_arch} chosen by val mAP {result.chosen_map:.2f}, test mAP {result.test_map:.2f}" in result.summary()
+    assert result.table().splitlines()[0].startswith("| arch | val mAP | mAP | CP |")
     header = paths.per_class_metrics.read_text().splitlines()[0]
     assert header.startswith("label,test_positives,AP_baseline,AP_mlgcn")
     assert (paths.plots_dir / "map_by_arch.png").is_file()
@@ -109,6 +123,33 @@ def test_evaluate_writes_metrics_thresholds_and_gates(graphed):
     assert not failed.gate_passed
     assert not paths.best_file.exists()  # nothing stale can be packaged
     assert paths.evaluation_metrics.is_file()
+
+
+def test_evaluate_table_shows_the_configured_top_k(trained):
+    config, paths = trained
+    config.evaluate.top_k = 5
+    result = evaluate_step.run(config, paths)
+    header = result.table().splitlines()[0]
+    assert "CF1_top5 | OF1_top5 |" in header and "top3" not in header
+    assert "nan" not in result.table()
+    # the demo prints the table from evaluation.json alone: the same columns
+    assert evaluate_step.metrics_table(json.loads(paths.evaluation_metrics.read_text())) == evaluate_step.metrics_table(
+        result.per_arch
+    )
+
+
+def test_evaluate_without_a_val_split_chooses_on_test(trained, caplog):
+    from prepared_data import make_prepared
+
+    config, paths = trained
+    make_prepared(paths.root, {"val": 0})  # rewrites val.json (and the same labels.json) only
+    result = evaluate_step.run(config, paths)
+    metrics = json.loads(paths.evaluation_metrics.read_text())
+    assert all(np.isnan(m["val_mAP"]) for m in metrics.values())
+    assert result.chosen_by == "test" and result.gate_passed
+    assert result.test_map == result.chosen_map == max(m["mAP"] for m in metrics.values())
+    assert "choosing by test mAP" in caplog.text
+    assert json.loads(paths.best_file.read_text())["thresholds"] == [config.evaluate.threshold] * 6  # nothing to tune on
 
 
 def test_evaluate_names_a_missing_model(graphed):
@@ -134,3 +175,18 @@ def test_warmup_cosine_schedule_shape():
     assert values[0] == 0.5 and values[1] == 1.0  # two warm-up steps
     assert all(a >= b for a, b in zip(values[1:], values[2:]))  # then never rises
     assert warmup_cosine(1)(0) == 1.0
+
+
+def test_evaluate_draws_where_each_label_looks(trained):
+    """A model with label-guided attention gets a picture of its labels' maps; one without gets none."""
+    config, paths = trained
+    graph = LabelGraph.load(paths.graph_file)
+    torch.manual_seed(0)
+    model = create_model("msshared", graph.num_classes, graph, backbone=config.train.backbone, dim=32)
+    spec = model_spec("msshared", graph, config.train.backbone, config.train.image_size, {"dim": 32})
+    save_model(paths.model_dir("msshared"), model, spec)
+    config.architectures = ["baseline", "msshared"]
+    evaluate_step.run(config, paths)
+    picture = paths.plots_dir / "attention_msshared.png"
+    assert picture.is_file() and picture.read_bytes().startswith(b"\x89PNG")
+    assert not (paths.plots_dir / "attention_baseline.png").exists()

@@ -1,7 +1,9 @@
 """Multi-label metrics as reported in the ML-GCN / ASL papers' tables (all in percent).
 
-- mAP: mean over classes of non-interpolated AP (rank by score, average the precision at each
-  positive). Classes without a positive are excluded and named in a warning.
+- mAP: mean over classes of non-interpolated AP: the precision at each distinct score threshold,
+  weighted by the recall it adds (scikit-learn's `average_precision_score`). Tied scores form one
+  threshold, so AP does not depend on the order of the images. Classes without a positive are
+  excluded and named in a warning.
 - CP/CR/CF1: per-class precision/recall averaged over classes, CF1 from the two averages.
 - OP/OR/OF1: precision/recall over all (image, label) pairs.
 - top-k variants: a label counts as predicted only if it is among the image's k highest scores
@@ -19,16 +21,31 @@ log = logging.getLogger(__name__)
 
 
 def average_precision_per_class(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """AP of each class `[C]`; NaN where the class has no positive."""
+    """AP of each class `[C]`; NaN where the class has no positive.
+
+    A threshold cannot split tied scores, so precision is taken only at the last image of each run
+    of equal scores (in descending order) and weighted by the positives the whole run adds. Both
+    depend only on the sorted scores and on counts above each threshold, never on where tied images
+    sit in the ranking: permuting the images leaves every AP bit for bit the same, and quantised
+    scores (bf16, rounded) get the same AP as scikit-learn rather than an order-dependent one.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     targets = np.asarray(targets) > 0
     order = np.argsort(-scores, axis=0, kind="stable")
-    hits = np.take_along_axis(targets, order, axis=0).astype(np.float64)  # [N, C] ranked
+    ranked = np.take_along_axis(scores, order, axis=0)  # [N, C] descending
+    true_pos = np.cumsum(np.take_along_axis(targets, order, axis=0), axis=0, dtype=np.float64)
     ranks = np.arange(1, scores.shape[0] + 1, dtype=np.float64)[:, None]
-    precision_at_hits = np.cumsum(hits, axis=0) / ranks * hits
-    positives = hits.sum(axis=0)
+    # the last image of each run of equal scores: the only places a threshold can cut
+    run_end = np.ones_like(ranked, dtype=bool)
+    run_end[:-1] = ranked[1:] != ranked[:-1]
+    true_pos_at_ends = np.where(run_end, true_pos, 0.0)
+    # true_pos never falls, so the running max of earlier run ends is the count at the previous cut
+    previous_cut = np.zeros_like(true_pos)
+    previous_cut[1:] = np.maximum.accumulate(true_pos_at_ends, axis=0)[:-1]
+    added = np.where(run_end, true_pos - previous_cut, 0.0)
+    positives = targets.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(positives > 0, precision_at_hits.sum(axis=0) / positives, np.nan)
+        return np.where(positives > 0, (added * true_pos / ranks).sum(axis=0) / positives, np.nan)
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray, label_names: list[str] | None = None) -> float:

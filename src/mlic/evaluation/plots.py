@@ -71,3 +71,38 @@ def precision_recall(label_names: list[str], probabilities: np.ndarray, targets:
     axes.set_ylim(0, 1.02)
     axes.set_title(f"Precision-recall over all labels: {arch} ({len(label_names)} labels)")
     return _save(figure, target)
+
+
+def attention_grid(
+    pixels: np.ndarray,
+    maps: np.ndarray,
+    positives: np.ndarray,
+    scores: np.ndarray,
+    label_names: list[str],
+    arch: str,
+    target: Path,
+    labels_per_image: int = 4,
+) -> Path:
+    """Where each label looks: a row per image (`pixels` `[N, H, W, 3]` in [0, 1]) with the
+    attention maps (`[N, C, h, w]`) of `labels_per_image` labels over it — the image's own labels
+    first, then the highest-scored others — each titled with its score and ✓ when present. A
+    label looking at its own object, or every label at the same spot, is seen at a glance."""
+    count, height, width = pixels.shape[:3]
+    figure, axes = plt.subplots(
+        count, labels_per_image + 1, figsize=(1.6 * (labels_per_image + 1), 1.7 * count), squeeze=False
+    )
+    for row in range(count):
+        axes[row, 0].imshow(pixels[row])
+        axes[row, 0].set_title("image", fontsize=7)
+        shown = np.lexsort((-scores[row], ~positives[row]))[:labels_per_image]  # own labels first, then by score
+        for column, label in enumerate(shown, start=1):
+            axes[row, column].imshow(pixels[row])
+            axes[row, column].imshow(
+                maps[row, label], cmap="jet", alpha=0.5, extent=(0, width, height, 0), interpolation="bilinear"
+            )
+            present = " ✓" if positives[row, label] else ""
+            axes[row, column].set_title(f"{label_names[label]} {scores[row, label]:.2f}{present}", fontsize=6)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.suptitle(f"{arch}: label attention on test images (its finest map)", fontsize=9)
+    return _save(figure, target)

@@ -97,7 +97,7 @@ def evaluate(
     table: Output[Markdown],
     evaluation: Output[Artifact],
 ) -> bool:
-    """Score every model on the test split; returns whether the best passes the mAP gate."""
+    """Score every model; returns whether the one chosen on val mAP passes the gate on its test mAP."""
     from mlic.kubeflow import tasks
 
     return tasks.evaluate(params, prepared, models, metrics, table, evaluation)

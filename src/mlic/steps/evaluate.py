@@ -1,4 +1,10 @@
-"""evaluate step: every trained architecture on the test split, the mAP gate, and the pick to ship.
+"""evaluate step: every trained architecture on the validation and test splits, the pick to ship,
+and the mAP gate.
+
+The architecture with the highest validation mAP is chosen, and its test mAP must clear
+`evaluate.min_map`: choosing on test would make the shipped model's test figure optimistic (the
+best of several noisy estimates). Test figures keep their plain names (`mAP`, `CF1`, ...); the
+validation mAP is `val_mAP`, beside them in `metrics/evaluation.json`.
 
 Metrics at threshold 0.5 follow the papers' tables (comparable across projects); per-class
 thresholds tuned on the validation split (max F1) are what the endpoint uses, and their CF1/OF1
@@ -10,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,13 +28,14 @@ from torch.utils.data import DataLoader
 from mlic.config import Config
 from mlic.data.canonical import load_labels
 from mlic.data.dataset import MultiLabelDataset
-from mlic.data.transforms import eval_transform
+from mlic.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from mlic.errors import DataError
 from mlic.evaluation import plots
-from mlic.evaluation.gate import decide
-from mlic.evaluation.metrics import best_f1_thresholds, evaluate_scores
+from mlic.evaluation.gate import VAL_MAP, decide
+from mlic.evaluation.metrics import best_f1_thresholds, evaluate_scores, mean_average_precision
 from mlic.evaluation.predict import predict_probabilities
 from mlic.io import atomic_path, write_json
+from mlic.models.diagnostics import label_maps
 from mlic.models.saved import load_model
 from mlic.paths import Paths
 
@@ -35,22 +44,39 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ArchEvaluation:
+    #: Test figures under the papers' names, plus `val_mAP` (the figure that chooses the model).
     metrics: dict[str, float]
+    #: Test split, percent.
     per_class_ap: np.ndarray
     thresholds: np.ndarray
     test_probabilities: np.ndarray
     test_targets: np.ndarray
 
 
-TABLE_COLUMNS = ["mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3"]
+_TOP_K_KEY = re.compile(r"CF1_top(\d+)")
+#: Headers that differ from the metric's key.
+_HEADERS = {VAL_MAP: "val mAP"}
+
+
+def table_columns(per_arch: dict[str, dict[str, float]]) -> list[str]:
+    """The metric keys the table shows: val mAP (what chooses), then the papers' test columns.
+
+    The top-k columns are those of the k the metrics were computed with (`evaluate.top_k`), read
+    from their keys, so a table printed later from evaluation.json (the demo) shows that run's k.
+    """
+    ks = sorted({int(match[1]) for metrics in per_arch.values() for key in metrics if (match := _TOP_K_KEY.fullmatch(key))})
+    top = [f"{name}_top{k}" for k in ks for name in ("CF1", "OF1")]
+    return [VAL_MAP, "mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", *top]
 
 
 def metrics_table(per_arch: dict[str, dict[str, float]], best_arch: str | None = None) -> str:
-    """Markdown table of the papers' columns, the chosen architecture starred."""
-    lines = ["| arch | " + " | ".join(TABLE_COLUMNS) + " |", "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+    """Markdown table of val mAP and the papers' test columns, the chosen architecture starred."""
+    columns = table_columns(per_arch)
+    headers = [_HEADERS.get(column, column) for column in columns]
+    lines = ["| arch | " + " | ".join(headers) + " |", "|---" * (len(columns) + 1) + "|"]
     for arch, metrics in per_arch.items():
         mark = " ★" if arch == best_arch else ""
-        values = " | ".join(f"{metrics.get(c, float('nan')):.1f}" for c in TABLE_COLUMNS)
+        values = " | ".join(f"{metrics.get(c, float('nan')):.1f}" for c in columns)
         lines.append(f"| {arch}{mark} | {values} |")
     return "\n".join(lines)
 
@@ -59,7 +85,12 @@ def metrics_table(per_arch: dict[str, dict[str, float]], best_arch: str | None =
 class EvaluateResult:
     per_arch: dict[str, dict[str, float]]
     best_arch: str
-    best_map: float
+    #: The split whose mAP chose `best_arch`: "val", or "test" when no architecture had a val mAP.
+    chosen_by: Literal["val", "test"]
+    #: `best_arch`'s mAP on that split.
+    chosen_map: float
+    #: `best_arch`'s test mAP: the figure reported for it and gated on `min_map`.
+    test_map: float
     min_map: float
     gate_passed: bool
 
@@ -69,8 +100,8 @@ class EvaluateResult:
     def summary(self) -> str:
         verdict = "passed" if self.gate_passed else "FAILED"
         return (
-            f"{self.table()}\n\ngate {verdict}: best {self.best_arch} mAP {self.best_map:.2f} "
-            f"(floor {self.min_map:.2f})"
+            f"{self.table()}\n\ngate {verdict}: {self.best_arch} chosen by {self.chosen_by} mAP "
+            f"{self.chosen_map:.2f}, test mAP {self.test_map:.2f} (floor {self.min_map:.2f})"
         )
 
 
@@ -79,9 +110,42 @@ def split_dataset(paths: Paths, split: str, num_classes: int, image_size: int, c
     return MultiLabelDataset(paths.split_file(split), num_classes, eval_transform(image_size), config.data.max_image_pixels)
 
 
-def _loader(paths: Paths, split: str, num_classes: int, image_size: int, config: Config) -> DataLoader:
+def _predict_split(
+    model: torch.nn.Module, arch: str, split: str, num_classes: int, image_size: int, config: Config, paths: Paths,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and targets `[N, C]` of one split; `[0, C]` for an empty one (a loader has no batch)."""
     dataset = split_dataset(paths, split, num_classes, image_size, config)
-    return DataLoader(dataset, batch_size=config.train.batch_size, num_workers=config.train.num_workers)
+    if len(dataset) == 0:
+        return np.zeros((0, num_classes)), np.zeros((0, num_classes))
+    loader = DataLoader(dataset, batch_size=config.train.batch_size, num_workers=config.train.num_workers)
+    return predict_probabilities(model, loader, device, config.train.amp, description=f"{arch} {split}")
+
+
+#: How many test images the attention picture shows (its rows).
+ATTENTION_IMAGES = 8
+
+
+def draw_label_attention(
+    model: torch.nn.Module, arch: str, dataset: MultiLabelDataset, probabilities: np.ndarray, label_names: list[str],
+    device: torch.device, target: Path,
+) -> Path | None:
+    """The attention picture of a model with label-guided attention (None for the others): the
+    labels' maps on the first test images, at the finest map the model attends over."""
+    count = min(ATTENTION_IMAGES, len(dataset))
+    if count == 0:
+        return None
+    images = torch.stack([dataset[index][0] for index in range(count)])
+    calls = label_maps(model, images.to(device), len(label_names))
+    if not calls:
+        return None
+    finest = max(calls, key=lambda maps: maps.shape[-1] * maps.shape[-2])
+    mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD))
+    pixels = (images * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    positives = dataset.targets()[:count].numpy() > 0
+    return plots.attention_grid(
+        pixels, finest.float().cpu().numpy(), positives, probabilities[:count], label_names, arch, target
+    )
 
 
 def evaluate_arch(arch: str, config: Config, paths: Paths, label_names: list[str]) -> ArchEvaluation:
@@ -96,20 +160,22 @@ def evaluate_arch(arch: str, config: Config, paths: Paths, label_names: list[str
             "the model was trained on other labels than the prepared data",
             file=model_dir / "config.json", field="label_names", fix=f"re-run `mlic train --arch {arch}`",
         )
-    size, amp = spec["image_size"], config.train.amp
-    test_probs, test_targets = predict_probabilities(
-        model, _loader(paths, "test", len(label_names), size, config), device, amp, description=f"{arch} test"
+    test_probs, test_targets = _predict_split(model, arch, "test", len(label_names), spec["image_size"], config, paths, device)
+    draw_label_attention(
+        model, arch, split_dataset(paths, "test", len(label_names), spec["image_size"], config), test_probs, label_names,
+        device, paths.plots_dir / f"attention_{arch}.png",
     )
+    # one val prediction serves both uses: its mAP chooses the model, its scores tune the thresholds
+    val_probs, val_targets = _predict_split(model, arch, "val", len(label_names), spec["image_size"], config, paths, device)
     default = config.evaluate.threshold
     thresholds = np.full(len(label_names), default)
     if config.evaluate.tune_thresholds:
-        val_probs, val_targets = predict_probabilities(model, _loader(paths, "val", len(label_names), size, config), device, amp)
-        if len(val_targets):
-            thresholds = best_f1_thresholds(val_probs, val_targets, default)
+        thresholds = best_f1_thresholds(val_probs, val_targets, default)  # the default where val has no positive
+    val_map = mean_average_precision(val_probs, val_targets, label_names) if len(val_targets) else float("nan")
     report = evaluate_scores(test_probs, test_targets, default, config.evaluate.top_k, label_names)
     tuned = evaluate_scores(test_probs, test_targets, thresholds, config.evaluate.top_k, label_names)
     metrics = dict(report.overall)
-    metrics.update({"CF1_tuned": tuned.overall["CF1"], "OF1_tuned": tuned.overall["OF1"]})
+    metrics.update({"CF1_tuned": tuned.overall["CF1"], "OF1_tuned": tuned.overall["OF1"], VAL_MAP: val_map})
     metrics = {name: round(float(value), 4) for name, value in metrics.items()}
     return ArchEvaluation(metrics, report.per_class_ap, thresholds, test_probs, test_targets)
 
@@ -146,5 +212,11 @@ def run(config: Config, paths: Paths) -> EvaluateResult:
             "metrics": per_arch[decision.best_arch],
         })
     else:
-        log.error("gate failed: best mAP %.2f < %.2f", decision.best_map, config.evaluate.min_map)
-    return EvaluateResult(per_arch, decision.best_arch, decision.best_map, config.evaluate.min_map, decision.passed)
+        log.error(
+            "gate failed: %s, chosen by %s mAP, has test mAP %.2f < %.2f",
+            decision.best_arch, decision.chosen_by, decision.test_map, config.evaluate.min_map,
+        )
+    return EvaluateResult(
+        per_arch, decision.best_arch, decision.chosen_by, decision.chosen_map, decision.test_map,
+        config.evaluate.min_map, decision.passed,
+    )

@@ -63,8 +63,8 @@ def read_best(paths: Paths) -> dict[str, Any]:
         raise ServingError(
             "no chosen model to package",
             file=best_file,
-            fix="run `mlic evaluate` first; if it ran, its gate failed (best mAP below evaluate.min_map) "
-            "and nothing may be packaged",
+            fix="run `mlic evaluate` first; if it ran, its gate failed (the chosen model's test mAP below "
+            "evaluate.min_map) and nothing may be packaged",
         )
     try:
         best = read_json(best_file, what="chosen-model file")
