@@ -1,5 +1,6 @@
-"""`bench/quality.py` end to end on a tiny benchmark: every (arch, seed) pair trained from scratch
-and one table with the spread over seeds and the verdict on the issue's targets."""
+"""`bench/quality.py` end to end on a tiny benchmark: every (row, data seed, train seed) triple
+trained from scratch, one table with the spread, the differences to the references with their
+confidence intervals, the label-attention checks and the verdict on the targets."""
 
 from __future__ import annotations
 
@@ -13,38 +14,59 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_scripts import ROOT, load_bench  # noqa: E402
 
+CI = r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]"
+
+
+def cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
 
 @pytest.mark.slow
-def test_quality_bench_trains_every_pair_and_writes_one_table(tmp_path: Path) -> None:
+def test_quality_bench_compares_every_row_with_the_references_and_the_controls(tmp_path: Path) -> None:
     report = tmp_path / "quality.md"
-    tiny = [
-        "data.synthetic.num_images=160", "train.image_size=32", "train.batch_size=16",
-        "models.mlgcn.hidden_dim=32",
+    tiny = ["data.synthetic.num_images=160", "train.image_size=32", "train.batch_size=16"]
+    arguments = [
+        "--params", str(ROOT / "params.yaml"), "--archs", "cmasge", "cmasge[queries=learned]", "baseline",
+        "msshared", "--seeds", "0", "1", "--data-seeds", "0", "1", "--epochs", "1", "--workdir", str(tmp_path / "work"),
+        "--output", str(report), *(arg for override in tiny for arg in ("--set", override)),
     ]
-    load_bench("quality").main(
-        [
-            "--params", str(ROOT / "params.yaml"), "--archs", "mlgcn", "cmasge", "baseline", "--seeds", "0", "1",
-            "--epochs", "1", "--workdir", str(tmp_path / "work"), "--output", str(report),
-            *(arg for override in tiny for arg in ("--set", override)),
-        ]
-    )
+    bench = load_bench("quality")
+    bench.main(arguments)
 
     text = report.read_text(encoding="utf-8")
     assert "python bench/quality.py --params" in text  # the exact command, to rerun it
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if re.match(r"\| (baseline|mlgcn|cmasge) ", line)}
-    assert list(rows) == ["baseline", "mlgcn", "cmasge"]  # the reference first
-    for row in rows.values():
-        assert re.search(r"\| \d+\.\d ± \d+\.\d \|", row)  # mean ± std over the two seeds
-        assert re.search(r"\| \d+\.\d / \d+\.\d \|", row)  # one mAP per seed
-    assert "| – |" in rows["baseline"] and re.search(r"\| [+-]\d+\.\d \|", rows["mlgcn"])
-    assert "| look-alike AP |" in text and "plate/frisbee" in text  # the part of mAP that needs context
-    # Label attention (query collapse, sharpness): measured where there is label-guided attention,
-    # a dash where there is none.
-    assert "| label-query cos | attention entropy |" in text
-    assert re.search(r"\| -?[01]\.\d\d \| [01]\.\d\d \| [\d.]+ \| [\d.]+ \|$", rows["cmasge"])
-    assert all(re.search(r"\| – \| – \| [\d.]+ \| [\d.]+ \|$", rows[arch]) for arch in ("baseline", "mlgcn"))
-    assert "targets: every graph model ≥ baseline" in text
-    runs = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["runs"]
-    assert sorted((run["arch"], run["seed"]) for run in runs) == [
-        ("baseline", 0), ("baseline", 1), ("cmasge", 0), ("cmasge", 1), ("mlgcn", 0), ("mlgcn", 1)
+    header = next(line for line in text.splitlines() if line.startswith("| row | test mAP"))
+    columns = cells(header)
+    assert columns[:7] == [
+        "row", "test mAP", "val mAP", "Δ vs baseline [95% CI]", "Δ vs msshared [95% CI]", "Δ vs as configured [95% CI]",
+        "look-alike AP",
     ]
+    rows = {cells(line)[0]: dict(zip(columns, cells(line))) for line in text.split(header)[1].splitlines()[2:6]}
+    assert list(rows) == ["baseline", "msshared", "cmasge", "cmasge[queries=learned]"]  # references first
+    for name, row in rows.items():
+        assert re.fullmatch(r"\d+\.\d ± \d+\.\d", row["test mAP"]) and re.fullmatch(r"\d+\.\d ± \d+\.\d", row["val mAP"])
+        for reference in ("baseline", "msshared"):
+            expected = "–" if name == reference else CI  # four runs each: a Welch interval
+            assert re.fullmatch(expected, row[f"Δ vs {reference} [95% CI]"]), (name, row)
+    assert re.fullmatch(CI, rows["cmasge[queries=learned]"]["Δ vs as configured [95% CI]"])
+    assert rows["cmasge"]["Δ vs as configured [95% CI]"] == "–"
+    # Label attention: a dash where there is none; query collapse, sharpness and the pointing game
+    # (labels' own maps, per scale, against the shared saliency) where there is.
+    assert [rows["baseline"][key] for key in ("label-query cos", "attention entropy")] == ["–", "–"]
+    assert rows["baseline"]["pointing game: labels / shared"] == "–"
+    assert rows["msshared"]["label-query cos"] == "–"  # one query: no pair to compare
+    assert re.fullmatch(r"-?[01]\.\d\d", rows["cmasge"]["label-query cos"])
+    assert re.fullmatch(r"\d+\.\d \(\d+/\d+\) / \d+\.\d", rows["cmasge"]["pointing game: labels / shared"])
+    assert "| row | Δ look-alike AP vs msshared [95% CI] | Δ other AP vs msshared [95% CI] |" in text
+    assert re.search(r"- cmasge: label-query cos .* pointing game .* mAP vs msshared .* look-alikes", text)
+    runs = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["runs"]
+    assert len(runs) == 4 * 2 * 2
+    assert {(run["data_seed"], run["seed"]) for run in runs} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+    # An interrupted run is finished with --resume (nothing left to train here) and re-reported
+    # with --report-only: the same tables from the same runs.
+    tables = text.split("Settings:")[1]
+    bench.main([*arguments, "--resume"])
+    bench.main([*arguments, "--report-only"])
+    assert report.read_text(encoding="utf-8").split("Settings:")[1] == tables
+    assert len(json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["runs"]) == len(runs)
