@@ -132,7 +132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--report-only", action="store_true",
-        help="train nothing: write the report from the runs already in the output's .json (an interrupted run's too)",
+        help="train nothing: write the report of the --archs rows from the runs in the output's .json "
+        "(runs of several, or interrupted, invocations)",
     )
     return parser.parse_args(argv)
 
@@ -415,17 +416,21 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.params, overrides)
     rows = table_rows(args, config)
     settings = settings_line(config, args.seeds, args.data_seeds)
-    total = len(rows) * len(args.seeds) * len(args.data_seeds)
     print(f"{len(rows)} rows × {len(args.data_seeds)} data seeds × {len(args.seeds)} seeds in {args.workdir}: {settings}", flush=True)
 
     if args.report_only:
         saved = read_json(args.output.with_suffix(".json"), what="bench runs")
         runs = saved_runs(saved)
-        done = {run.row for run in runs}
-        write_outputs(args.output, saved["command"], saved["settings"], [row for row in rows if row.name in done], runs, started)
+        reported = {run.row for run in runs}
+        # The seeds the saved runs have, whatever the runs' own commands asked for.
+        settings = settings_line(config, sorted({run.seed for run in runs}), sorted({run.data_seed for run in runs}))
+        write_outputs(args.output, command, settings, [row for row in rows if row.name in reported], runs, started)
         return
 
     runs = saved_runs(read_json(args.output.with_suffix(".json"), what="bench runs")) if args.resume else []
+    done = {(run.row, run.data_seed, run.seed) for run in runs}
+    total = sum((row.name, data_seed, seed) not in done for data_seed in args.data_seeds for row in rows for seed in args.seeds)
+    trained = 0
     for data_seed in args.data_seeds:
         paths = Paths(args.workdir / f"data-seed-{data_seed}")
         data_config = load_config(args.params, [*overrides, f"data.seed={data_seed}"])
@@ -433,14 +438,15 @@ def main(argv: list[str] | None = None) -> None:
         test = TestSplit.load(data_config, paths)
         for row in rows:
             for seed in args.seeds:
-                if any((run.row, run.data_seed, run.seed) == (row.name, data_seed, seed) for run in runs):
+                if (row.name, data_seed, seed) in done:
                     continue
                 clock = time.perf_counter()
                 run_overrides = [*overrides, *row.overrides(), f"data.seed={data_seed}", f"train.seed={seed}"]
                 run = train_and_evaluate(load_config(args.params, run_overrides), paths, test, row, data_seed, seed)
                 runs.append(run)
+                trained += 1
                 print(
-                    f"[{len(runs)}/{total}] {row.name} data seed {data_seed} seed {seed}: test mAP {run.mAP:.1f}, "
+                    f"[{trained}/{total}] {row.name} data seed {data_seed} seed {seed}: test mAP {run.mAP:.1f}, "
                     f"val mAP {run.val_mAP:.1f} ({time.perf_counter() - clock:.0f} s)",
                     flush=True,
                 )
