@@ -1,4 +1,4 @@
-"""Where each step reads and writes (DESIGN §2), relative to one project root.
+"""Where each step reads and writes, relative to one project root.
 
 The CLI, DVC stages and Kubeflow components all pass a `Paths`, so a component can point the
 same step code at its artifact folders instead of the project tree.

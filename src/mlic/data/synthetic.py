@@ -1,4 +1,4 @@
-"""The embedded benchmark: small generated scenes in which label context *matters* (DESIGN §4).
+"""The embedded benchmark: small generated scenes in which label context *matters*.
 
 Why it is built this way — each point is something a label-graph model can exploit and a plain
 BCE classifier has to learn from few examples on its own:

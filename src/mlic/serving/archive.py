@@ -25,7 +25,7 @@ from mlic.models.saved import CONFIG_FILE, WEIGHTS_FILE
 from mlic.serving.predictor import SERVING_FILE, probe_image
 
 
-#: The handler lives in the top-level serving/ folder of the source tree (DESIGN §1).
+#: The handler lives in the top-level serving/ folder of the source tree.
 HANDLER_FILE = Path(__file__).resolve().parents[3] / "serving" / "handler.py"
 MANIFEST_FILE = "MAR-INF/MANIFEST.json"
 #: Everything an archive may contain; anything else (a model file, a pickle) is a packaging bug.

@@ -1,6 +1,6 @@
 """prepare step: generate the embedded benchmark or import COCO / VOC, split, write the canonical format.
 
-Output (DESIGN §2): `data/prepared/{train,val,test}.json` + `labels.json` (+ `images/` for the
+Output: `data/prepared/{train,val,test}.json` + `labels.json` (+ `images/` for the
 synthetic source). The whole folder is built in staging and swapped in at the end, so a failed or
 killed run leaves the previous prepared data untouched (or none). Real datasets are not copied:
 their `info.image_root` is the absolute path of the user's image folder.
