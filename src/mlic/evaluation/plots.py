@@ -105,4 +105,5 @@ def attention_grid(
     for axis in axes.flat:
         axis.axis("off")
     figure.suptitle(f"{arch}: label attention on test images (its finest map)", fontsize=9)
+    figure.tight_layout(rect=(0, 0, 1, 0.99))  # keeps the title on the first row, not a figure-height above it
     return _save(figure, target)
