@@ -17,6 +17,7 @@ so a model whose labels only share a saliency scores no better than its own cont
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -57,23 +58,19 @@ class LabelAttentionProbe:
     entropy: float
 
 
+AttentionCall = Callable[[LabelGuidedAttention, Tensor, Tensor], None]
+
+
 @torch.inference_mode()
-def probe_label_attention(model: nn.Module, images: Tensor) -> LabelAttentionProbe | None:
-    """Measure the label-guided attention during one eval-mode forward pass of `images`; None for
-    a model without it. The model's mode is restored and the probe's hooks removed.
-
-    Images matter for the entropy, and for MGSGN's query cosine (its queries are per image).
-    """
-    cosines: list[float] = []
-    entropies: list[float] = []
-
-    def record(attention: LabelGuidedAttention, args: tuple[Tensor, ...]) -> None:
-        labels, keys = args[0], args[1]
-        cosines.append(mean_offdiagonal_cosine(labels))
-        entropies.append(mean_normalised_entropy(attention.weights(labels, keys)))
-
+def record_attention_calls(model: nn.Module, images: Tensor, record: AttentionCall) -> None:
+    """One eval-mode forward pass of `images` with `record(attention, labels, keys)` called at
+    every label-guided attention call, in the order the model makes them (a model without one
+    never calls it). The model's mode is restored and the hooks removed, whatever happens."""
     attentions = [module for module in model.modules() if isinstance(module, LabelGuidedAttention)]
-    handles = [attention.register_forward_pre_hook(record) for attention in attentions]
+    handles = [
+        attention.register_forward_pre_hook(lambda module, args: record(module, args[0], args[1]))
+        for attention in attentions
+    ]
     was_training = model.training
     try:
         model.eval()
@@ -82,6 +79,22 @@ def probe_label_attention(model: nn.Module, images: Tensor) -> LabelAttentionPro
         for handle in handles:
             handle.remove()
         model.train(was_training)
+
+
+def probe_label_attention(model: nn.Module, images: Tensor) -> LabelAttentionProbe | None:
+    """Measure the label-guided attention during one eval-mode forward pass of `images`; None for
+    a model without it.
+
+    Images matter for the entropy, and for MGSGN's query cosine (its queries are per image).
+    """
+    cosines: list[float] = []
+    entropies: list[float] = []
+
+    def record(attention: LabelGuidedAttention, labels: Tensor, keys: Tensor) -> None:
+        cosines.append(mean_offdiagonal_cosine(labels))
+        entropies.append(mean_normalised_entropy(attention.weights(labels, keys)))
+
+    record_attention_calls(model, images, record)
     if not cosines:
         return None
     return LabelAttentionProbe(query_cosine=sum(cosines) / len(cosines), entropy=sum(entropies) / len(entropies))
@@ -141,22 +154,11 @@ def label_maps(model: nn.Module, images: Tensor, num_classes: int) -> list[Tenso
     shared query stands for every label."""
     calls: list[Tensor] = []
 
-    def record(attention: LabelGuidedAttention, args: tuple[Tensor, ...]) -> None:
-        labels, keys = args[0], args[1]
+    def record(attention: LabelGuidedAttention, labels: Tensor, keys: Tensor) -> None:
         weights = attention.weights(labels, keys)[:, :num_classes]
         calls.append(weights.expand(-1, num_classes, -1).reshape(*weights.shape[:1], num_classes, *keys.shape[-2:]))
 
-    attentions = [module for module in model.modules() if isinstance(module, LabelGuidedAttention)]
-    handles = [attention.register_forward_pre_hook(record) for attention in attentions]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.inference_mode():
-            model(images)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    record_attention_calls(model, images, record)
     return calls
 
 
@@ -175,11 +177,11 @@ def pointing_game(
         if not hits:
             hits, shared_hits = [[] for _ in calls], [[] for _ in calls]
         for offset, image in enumerate(boxes[start : start + batch_size]):
-            for label, label_boxes in image.boxes.items():
-                pairs += 1
-                for stage, maps in enumerate(calls):
+            pairs += len(image.boxes)
+            for stage, maps in enumerate(calls):
+                shared = maps[offset].mean(dim=0)  # one saliency for every label of this image
+                for label, label_boxes in image.boxes.items():
                     hits[stage].append(pointing_hit(maps[offset, label], label_boxes, image.width, image.height))
-                    shared = maps[offset].mean(dim=0)
                     shared_hits[stage].append(pointing_hit(shared, label_boxes, image.width, image.height))
     if not pairs:
         return None

@@ -111,15 +111,13 @@ def split_dataset(paths: Paths, split: str, num_classes: int, image_size: int, c
 
 
 def _predict_split(
-    model: torch.nn.Module, arch: str, split: str, num_classes: int, image_size: int, config: Config, paths: Paths,
-    device: torch.device,
+    model: torch.nn.Module, arch: str, dataset: MultiLabelDataset, config: Config, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and targets `[N, C]` of one split; `[0, C]` for an empty one (a loader has no batch)."""
-    dataset = split_dataset(paths, split, num_classes, image_size, config)
     if len(dataset) == 0:
-        return np.zeros((0, num_classes)), np.zeros((0, num_classes))
+        return np.zeros((0, dataset.num_classes)), np.zeros((0, dataset.num_classes))
     loader = DataLoader(dataset, batch_size=config.train.batch_size, num_workers=config.train.num_workers)
-    return predict_probabilities(model, loader, device, config.train.amp, description=f"{arch} {split}")
+    return predict_probabilities(model, loader, device, config.train.amp, description=f"{arch} {dataset.split.name}")
 
 
 #: How many test images the attention picture shows (its rows).
@@ -127,8 +125,8 @@ ATTENTION_IMAGES = 8
 
 
 def draw_label_attention(
-    model: torch.nn.Module, arch: str, dataset: MultiLabelDataset, probabilities: np.ndarray, label_names: list[str],
-    device: torch.device, target: Path,
+    model: torch.nn.Module, arch: str, dataset: MultiLabelDataset, probabilities: np.ndarray, targets: np.ndarray,
+    label_names: list[str], device: torch.device, target: Path,
 ) -> Path | None:
     """The attention picture of a model with label-guided attention (None for the others): the
     labels' maps on the first test images, at the finest map the model attends over."""
@@ -142,7 +140,7 @@ def draw_label_attention(
     finest = max(calls, key=lambda maps: maps.shape[-1] * maps.shape[-2])
     mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD))
     pixels = (images * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    positives = dataset.targets()[:count].numpy() > 0
+    positives = targets[:count] > 0
     return plots.attention_grid(
         pixels, finest.float().cpu().numpy(), positives, probabilities[:count], label_names, arch, target
     )
@@ -160,13 +158,13 @@ def evaluate_arch(arch: str, config: Config, paths: Paths, label_names: list[str
             "the model was trained on other labels than the prepared data",
             file=model_dir / "config.json", field="label_names", fix=f"re-run `mlic train --arch {arch}`",
         )
-    test_probs, test_targets = _predict_split(model, arch, "test", len(label_names), spec["image_size"], config, paths, device)
+    test_split, val_split = (split_dataset(paths, s, len(label_names), spec["image_size"], config) for s in ("test", "val"))
+    test_probs, test_targets = _predict_split(model, arch, test_split, config, device)
     draw_label_attention(
-        model, arch, split_dataset(paths, "test", len(label_names), spec["image_size"], config), test_probs, label_names,
-        device, paths.plots_dir / f"attention_{arch}.png",
+        model, arch, test_split, test_probs, test_targets, label_names, device, paths.plots_dir / f"attention_{arch}.png"
     )
     # one val prediction serves both uses: its mAP chooses the model, its scores tune the thresholds
-    val_probs, val_targets = _predict_split(model, arch, "val", len(label_names), spec["image_size"], config, paths, device)
+    val_probs, val_targets = _predict_split(model, arch, val_split, config, device)
     default = config.evaluate.threshold
     thresholds = np.full(len(label_names), default)
     if config.evaluate.tune_thresholds:
