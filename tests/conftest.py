@@ -54,6 +54,37 @@ def coco_dataset(tmp_path: Path) -> tuple[Path, Path]:
     return instances, image_dir
 
 
+def write_coco_2014(root: Path) -> Path:
+    """`root/annotations/instances_{train,val}2014.json` and `root/{train,val}2014/` images, like COCO 2014.
+
+    The first 8 images of tests/data/coco, plus one without annotations (real COCO has ~1% of
+    them), are the train file; the last 4 are the val file, which the published protocol reports
+    on as the test set.
+    """
+    payload = json.loads((TEST_DATA / "coco" / "instances.json").read_text())
+    all_ids = [image["id"] for image in payload["images"]]
+    unlabeled = {"id": max(all_ids) + 1, "file_name": "unlabeled.jpg", "width": 20, "height": 20}
+    for ids, folder, extra in ((set(all_ids[:8]), "train2014", [unlabeled]), (set(all_ids[8:]), "val2014", [])):
+        images = [image for image in payload["images"] if image["id"] in ids] + extra
+        part = {
+            **payload,
+            "images": images,
+            "annotations": [a for a in payload["annotations"] if a["image_id"] in ids],
+        }
+        instances = root / "annotations" / f"instances_{folder}.json"
+        instances.parent.mkdir(parents=True, exist_ok=True)
+        instances.write_text(json.dumps(part))
+        for image in images:
+            write_noise_image(root / folder / image["file_name"], image["width"], image["height"], seed=image["id"])
+    return root
+
+
+@pytest.fixture
+def coco_2014(tmp_path: Path) -> Path:
+    """A COCO 2014-style folder (see `write_coco_2014`)."""
+    return write_coco_2014(tmp_path / "coco")
+
+
 @pytest.fixture
 def voc_root(tmp_path: Path) -> Path:
     """A VOC root: 9 annotations (000006 only difficult), ImageSets train/val/test, JPEGs drawn."""

@@ -25,7 +25,11 @@ class Strict(BaseModel):
 
 
 class SplitConfig(Strict):
-    """Fractions of the images held out; the rest is the training set."""
+    """Fractions of the images held out; the rest is the training set.
+
+    With a published test set (COCO files per split, VOC's test list), `test` is unused and `val`
+    is the fraction of the training images carved out for validation.
+    """
 
     val: float = Field(0.15, ge=0.0, lt=1.0)
     test: float = Field(0.2, gt=0.0, lt=1.0)
@@ -65,20 +69,32 @@ class SyntheticConfig(Strict):
 
 class CocoConfig(Strict):
     include_crowd: bool = True
+    #: Images without any (kept) annotation — about 1% of COCO train2017: drop them (counted in
+    #: prepare's summary), keep them as label-less images (validate then needs
+    #: validate.allow_unlabeled), or stop with an error naming the first one.
+    unlabeled: Literal["drop", "keep", "error"] = "drop"
 
 
 class VocConfig(Strict):
     use_difficult: bool = False
-    #: ImageSets/Main/<name>.txt files used as train/val/test when present (else random split).
+    #: ImageSets/Main/<name>.txt files used as train/val/test when present (else random split);
+    #: without a `val` entry, val is carved from train (data.split.val of it), e.g. VOC 2007's
+    #: published protocol {train: trainval, test: test}.
     image_sets: dict[str, str] = Field(default_factory=lambda: {"train": "train", "val": "val", "test": "test"})
+
+
+#: A path, or one per split (the published protocols: train and test files; val optional).
+SplitPaths = str | dict[Literal["train", "val", "test"], str]
 
 
 class DataConfig(Strict):
     source: Literal["synthetic", "coco", "voc"] = "synthetic"
-    #: coco: the instances JSON; voc: the VOC root (holding Annotations/ and JPEGImages/).
-    path: str | None = None
-    #: coco only: the folder of images named by file_name.
-    image_dir: str | None = None
+    #: coco: the instances JSON, or one per split ({train: instances_train2014.json, test:
+    #: instances_val2014.json}: val is then carved from train); voc: the VOC root (holding
+    #: Annotations/ and JPEGImages/).
+    path: SplitPaths | None = None
+    #: coco only: the folder of images named by file_name, or one per split (same keys as a per-split path).
+    image_dir: SplitPaths | None = None
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 0
     #: Decompression-bomb guard for every image we open.
@@ -93,6 +109,13 @@ class DataConfig(Strict):
             raise ValueError(f"data.path is required when data.source is '{self.source}'")
         if self.source == "coco" and not self.image_dir:
             raise ValueError("data.image_dir is required when data.source is 'coco'")
+        if isinstance(self.path, dict):
+            if self.source != "coco":
+                raise ValueError("data.path per split is for coco; voc takes its splits from data.voc.image_sets")
+            if not {"train", "test"} <= set(self.path):
+                raise ValueError("data.path per split needs at least 'train' and 'test' (val is carved from train)")
+        if isinstance(self.image_dir, dict) and (not isinstance(self.path, dict) or set(self.image_dir) != set(self.path)):
+            raise ValueError("data.image_dir per split needs data.path per split with the same keys")
         return self
 
 

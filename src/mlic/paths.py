@@ -16,6 +16,11 @@ class Paths:
 
     # prepare
     @property
+    def raw_data(self) -> Path:
+        """The DVC-tracked input datasets: every file under it is a dependency of `prepare`."""
+        return self.root / "data" / "raw"
+
+    @property
     def prepared(self) -> Path:
         return self.root / "data" / "prepared"
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,76 @@ def load_coco(instances: Path, image_dir: Path, include_crowd: bool) -> tuple[li
         skipped_crowd,
     )
     return records, labels
+
+
+def handle_unlabeled(records: list[ImageRecord], mode: str, instances: Path) -> tuple[list[ImageRecord], int]:
+    """Apply `data.coco.unlabeled` to images without labels; returns (records kept, number dropped).
+
+    Real COCO has such images (about 1% of train2017): they carry no label to learn or score, and
+    validate rejects them by default, so dropping them (and saying how many) is the default.
+    """
+    unlabeled = [record for record in records if not record.labels]
+    if not unlabeled or mode == "keep":
+        return records, 0
+    if mode == "error":
+        raise DataError(
+            f"{len(unlabeled)} image(s) have no annotation, e.g. image id {unlabeled[0].id} ({unlabeled[0].file_name})",
+            file=instances,
+            field="data.coco.unlabeled",
+            fix="set data.coco.unlabeled to drop (leave them out) or keep (with validate.allow_unlabeled: true)",
+        )
+    log.info("COCO %s: dropped %d image(s) without annotations (data.coco.unlabeled: drop)", instances.name, len(unlabeled))
+    return [record for record in records if record.labels], len(unlabeled)
+
+
+@dataclass
+class CocoSplits:
+    """Records per published split file, one label set, one folder all image paths are relative to."""
+
+    records: dict[str, list[ImageRecord]]
+    labels: LabelSet
+    image_root: Path
+    unlabeled_dropped: int
+
+
+def load_coco_splits(
+    instances: dict[str, Path], image_dirs: dict[str, Path], include_crowd: bool, unlabeled: str
+) -> CocoSplits:
+    """One instances file per split (COCO 2014: train on train2014, report on val2014).
+
+    Every file must list the same categories, so a label index means one thing in every split;
+    image ids must not repeat across files. Each split's images may live in their own folder
+    (train2014/, val2014/): file names become relative to the folders' common parent.
+    """
+    root = Path(os.path.commonpath([str(folder) for folder in image_dirs.values()]))
+    records: dict[str, list[ImageRecord]] = {}
+    labels: LabelSet | None = None
+    first: Path | None = None
+    owner: dict[int, Path] = {}
+    dropped = 0
+    for split, path in instances.items():
+        split_records, split_labels = load_coco(path, image_dirs[split], include_crowd)
+        if labels is None:
+            labels, first = split_labels, path
+        elif (split_labels.names, split_labels.source_ids) != (labels.names, labels.source_ids):
+            raise DataError(
+                f"its categories differ from those of {first}",
+                file=path,
+                field="categories",
+                fix="use instances files of the same COCO release (the same 80 categories) for every split",
+            )
+        for record in split_records:
+            if record.id in owner:
+                raise DataError(
+                    f"image id {record.id} is also in {owner[record.id]}",
+                    file=path,
+                    field=f"data.path.{split}",
+                    fix="give each split its own images (COCO's train and val files never share one)",
+                )
+            owner[record.id] = path
+        kept, count = handle_unlabeled(split_records, unlabeled, path)
+        dropped += count
+        prefix = image_dirs[split].relative_to(root)
+        records[split] = [replace(record, file_name=str(prefix / record.file_name)) for record in kept]
+    assert labels is not None  # the config requires train and test
+    return CocoSplits(records, labels, root, dropped)

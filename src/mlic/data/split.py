@@ -106,6 +106,18 @@ def _give_every_split_every_label(
             counts[split, labels_of[item]] += 1
 
 
+def carve_val(label_sets: Sequence[Sequence[int]], num_classes: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, val) positions: a stratified `fraction` of a published training set held out for validation.
+
+    The published protocols (COCO 2014 train/val, VOC 2007 trainval/test) fix the test set only;
+    model selection needs a validation set that never touches it, so it comes out of train, seeded.
+    """
+    if fraction == 0:
+        return list(range(len(label_sets))), []
+    positions = stratified_split(label_sets, num_classes, {"train": 1.0 - fraction, "val": fraction}, seed)
+    return positions["train"], positions["val"]
+
+
 def cap_per_label(items: Sequence[int], label_sets: Sequence[Sequence[int]], cap: int, seed: int) -> list[int]:
     """The largest uniform random subset of `items` in which no label occurs more than `cap` times.
 

@@ -5,8 +5,9 @@ Labels are the sorted set of object names. `difficult` objects count only with
 are exactly the ambiguous ones, which VOC's own evaluation ignores).
 
 The official splits come from `ImageSets/Main/<name>.txt` (names per split in
-`data.voc.image_sets`; a split left out of that mapping stays empty, e.g. the usual VOC 2007
-protocol `{train: trainval, test: test}`). Without those files `mlic prepare` splits at random.
+`data.voc.image_sets`; a split left out of that mapping comes back empty, and `mlic prepare` then
+carves val out of train, e.g. for the published VOC 2007 protocol `{train: trainval, test: test}`).
+Without those files `mlic prepare` splits at random.
 Some but not all of the configured files is an error rather than a silent change of protocol.
 
 Structure is checked here (parsable XML, a size, at least one named object, listed ids that have

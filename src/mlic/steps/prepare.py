@@ -8,6 +8,10 @@ their `info.image_root` is the absolute path of the user's image folder.
 This step checks the *structure* of the source (files present, parsable, consistent ids); the
 validate step then opens every image and checks the contents. Relative `data.path` /
 `data.image_dir` are taken relative to the project root.
+
+`dvc repro` sees a new version of a dataset only when it lives under `data/raw/` (a dependency of
+the prepare stage, filled by `mlic data add` / `mlic data import`); a dataset elsewhere still
+works, with a warning that its changes are invisible to DVC.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from pathlib import Path
 from mlic.config import Config, DataConfig
 from mlic.data import synthetic
 from mlic.data.canonical import ImageRecord, LabelSet, write_prepared
-from mlic.data.coco import load_coco
-from mlic.data.split import SPLIT_NAMES, cap_per_label, split_fractions, stratified_split
+from mlic.data.coco import handle_unlabeled, load_coco, load_coco_splits
+from mlic.data.split import SPLIT_NAMES, cap_per_label, carve_val, split_fractions, stratified_split
 from mlic.data.voc import load_voc
 from mlic.io import atomic_dir
 from mlic.paths import Paths
@@ -40,6 +44,8 @@ class PreparedData:
     image_root: str
     #: Training images left out by `data.synthetic.max_train_per_label`.
     capped: int = 0
+    #: Images without labels left out by `data.coco.unlabeled: drop`.
+    unlabeled_dropped: int = 0
 
 
 @dataclass
@@ -50,6 +56,7 @@ class PrepareResult:
     num_labels: int
     image_root: str
     capped: int
+    unlabeled_dropped: int
     seconds: float
 
     def summary(self) -> str:
@@ -57,6 +64,8 @@ class PrepareResult:
         text = f"prepared {self.source} data: {self.num_labels} labels; images {sizes} → {self.output} ({self.seconds:.1f} s)"
         if self.capped:
             text += f"\n  {self.capped} training images left out by data.synthetic.max_train_per_label"
+        if self.unlabeled_dropped:
+            text += f"\n  {self.unlabeled_dropped} images without annotations left out (data.coco.unlabeled: drop)"
         return text
 
 
@@ -84,19 +93,69 @@ def _from_synthetic(data: DataConfig, paths: Paths, staging: Path) -> PreparedDa
     return PreparedData(splits, labels, "images", capped)
 
 
+def _with_carved_val(splits: dict[str, list[ImageRecord]], num_labels: int, data: DataConfig) -> dict[str, list[ImageRecord]]:
+    """A published protocol without a val set: take data.split.val of train (stratified, seeded)."""
+    train = splits["train"]
+    kept, val = carve_val([r.labels for r in train], num_labels, data.split.val, data.seed)
+    log.info("val carved from train: %d of %d images (data.split.val %.2f)", len(val), len(train), data.split.val)
+    return {**splits, "train": [train[i] for i in kept], "val": [train[i] for i in val]}
+
+
 def _from_coco(data: DataConfig, paths: Paths, staging: Path) -> PreparedData:
-    image_dir = (paths.root / str(data.image_dir)).resolve()
-    records, labels = load_coco((paths.root / str(data.path)).resolve(), image_dir, data.coco.include_crowd)
-    return PreparedData(_split(records, labels.num_classes, data), labels, str(image_dir))
+    if isinstance(data.path, dict):
+        image_dirs = data.image_dir if isinstance(data.image_dir, dict) else dict.fromkeys(data.path, str(data.image_dir))
+        loaded = load_coco_splits(
+            {split: _resolve(paths, value) for split, value in data.path.items()},
+            {split: _resolve(paths, value) for split, value in image_dirs.items()},
+            data.coco.include_crowd,
+            data.coco.unlabeled,
+        )
+        splits = {split: loaded.records.get(split, []) for split in SPLIT_NAMES}
+        if "val" not in loaded.records:
+            splits = _with_carved_val(splits, loaded.labels.num_classes, data)
+        return PreparedData(splits, loaded.labels, str(loaded.image_root), unlabeled_dropped=loaded.unlabeled_dropped)
+    instances, image_dir = _resolve(paths, str(data.path)), _resolve(paths, str(data.image_dir))
+    records, labels = load_coco(instances, image_dir, data.coco.include_crowd)
+    records, dropped = handle_unlabeled(records, data.coco.unlabeled, instances)
+    return PreparedData(_split(records, labels.num_classes, data), labels, str(image_dir), unlabeled_dropped=dropped)
 
 
 def _from_voc(data: DataConfig, paths: Paths, staging: Path) -> PreparedData:
-    dataset = load_voc((paths.root / str(data.path)).resolve(), data.voc.use_difficult, data.voc.image_sets)
+    dataset = load_voc(_resolve(paths, str(data.path)), data.voc.use_difficult, data.voc.image_sets)
     if dataset.predefined_splits is None:
         splits = _split(dataset.records, dataset.labels.num_classes, data)
     else:
         splits = {split: [dataset.records[i] for i in dataset.predefined_splits[split]] for split in SPLIT_NAMES}
+        if "val" not in data.voc.image_sets:
+            splits = _with_carved_val(splits, dataset.labels.num_classes, data)
     return PreparedData(splits, dataset.labels, str(dataset.image_root))
+
+
+def _resolve(paths: Paths, value: str) -> Path:
+    """A dataset path from params: relative ones are taken from the project root."""
+    return (paths.root / value).resolve()
+
+
+def _dataset_paths(data: DataConfig) -> list[str]:
+    values: list[str] = []
+    for setting in (data.path, data.image_dir):
+        if isinstance(setting, dict):
+            values.extend(setting.values())
+        elif setting:
+            values.append(setting)
+    return values
+
+
+def warn_untracked(data: DataConfig, paths: Paths) -> list[Path]:
+    """Warn about (and return) dataset paths outside data/raw/: `dvc repro` cannot see them change."""
+    tracked = paths.raw_data.resolve()
+    outside = [path for path in (_resolve(paths, value) for value in _dataset_paths(data)) if not path.is_relative_to(tracked)]
+    for path in outside:
+        log.warning(
+            "%s is outside %s: `dvc repro` does not see a new version of it; `mlic data add %s` puts it under DVC",
+            path, paths.raw_data, path,
+        )
+    return outside
 
 
 SOURCES: dict[str, Callable[[DataConfig, Paths, Path], PreparedData]] = {
@@ -111,6 +170,7 @@ def run(config: Config, paths: Paths) -> PrepareResult:
     started = time.perf_counter()
     source = config.data.source
     log.info("preparing %s data into %s", source, paths.prepared)
+    warn_untracked(config.data, paths)
     with atomic_dir(paths.prepared) as staging:
         prepared = SOURCES[source](config.data, paths, staging)
         write_prepared(staging, prepared.splits, prepared.labels, prepared.image_root, source)
@@ -121,5 +181,6 @@ def run(config: Config, paths: Paths) -> PrepareResult:
         num_labels=prepared.labels.num_classes,
         image_root=prepared.image_root,
         capped=prepared.capped,
+        unlabeled_dropped=prepared.unlabeled_dropped,
         seconds=time.perf_counter() - started,
     )
