@@ -89,3 +89,9 @@ class PipelineError(MlicError):
     """Compiling, running or submitting the Kubeflow pipeline failed."""
 
     exit_code = 9
+
+
+class StorageError(MlicError):
+    """An output cannot be written (disk full, quota exceeded); the previous version is kept."""
+
+    exit_code = 10
