@@ -61,6 +61,17 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str | None, str]] = {
     "image without width": (_edit(lambda d: d["images"][2].pop("width")), "images[2].width", "'width' is missing"),
     "duplicate image id": (_edit(lambda d: d["images"][1].update(id=101)), "images[1].id", "duplicate id 101"),
     "not an object": (lambda p: p.write_text("[1, 2]"), None, "not a JSON object"),
+    "box of negative width": (
+        _edit(lambda d: d["annotations"][4].update(bbox=[12.0, 3.0, -10.0, 8.0])),
+        "annotations[4].bbox",
+        r"annotation 5 \(image 104\): box \[x, y, width, height\] = \[12.0, 3.0, -10.0, 8.0\] has no area",
+    ),
+    "box outside its image": (
+        _edit(lambda d: d["annotations"][0].update(bbox=[50.0, 3.0, 10.0, 8.0])),
+        "annotations[0].bbox",
+        r"annotation 1 \(image 101\): .* reaches outside its 40×30 image",
+    ),
+    "box not numbers": (_edit(lambda d: d["annotations"][1].update(bbox=[2, 3, "10", 8])), "annotations[1].bbox", "not four numbers"),
 }
 
 
@@ -84,3 +95,19 @@ def test_missing_paths_name_the_config_field(coco_dataset: tuple[Path, Path], tm
     with pytest.raises(DataError, match="image folder not found") as caught:
         load_coco(instances, tmp_path / "no-images", include_crowd=True)
     assert caught.value.field == "data.image_dir"
+
+
+def test_every_bad_box_is_named_and_a_pixel_of_rounding_is_accepted(coco_dataset: tuple[Path, Path]) -> None:
+    instances, image_dir = coco_dataset
+
+    def boxes(payload: dict) -> None:
+        payload["annotations"][1]["bbox"] = [22.5, 0.0, 10.4, 24.9]  # image 102 is 32×24: within a pixel
+        payload["annotations"][7]["bbox"] = [2.0, 3.0, 10.0, 0.0]
+        payload["annotations"][9]["bbox"] = [-5.0, 3.0, 3.0, 8.0]
+
+    _edit(boxes)(instances)
+    with pytest.raises(DataError) as caught:
+        load_coco(instances, image_dir, include_crowd=True)
+    message = caught.value.message
+    assert message.startswith("annotation 8 (image 106)") and "1 more bad box(es)" in message
+    assert "annotation 10 (image 107)" in message and "annotation 2 " not in message

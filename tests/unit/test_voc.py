@@ -81,6 +81,22 @@ BROKEN_XML = {
         "object[0]/bndbox/xmin",
         "not a number",
     ),
+    "box without area": (
+        (
+            "<annotation><size><width>40</width><height>30</height></size><object><name>dog</name>"
+            "<bndbox><xmin>20</xmin><ymin>5</ymin><xmax>12</xmax><ymax>25</ymax></bndbox></object></annotation>"
+        ),
+        "object[0]/bndbox",
+        r"object 0 \(dog\): box \[x, y, width, height\] = \[20.0, 5.0, -8.0, 20.0\] has no area",
+    ),
+    "box outside the image": (
+        (
+            "<annotation><size><width>40</width><height>30</height></size><object><name>dog</name>"
+            "<bndbox><xmin>50</xmin><ymin>5</ymin><xmax>60</xmax><ymax>25</ymax></bndbox></object></annotation>"
+        ),
+        "object[0]/bndbox",
+        "reaches outside its 40×30 image",
+    ),
 }
 
 

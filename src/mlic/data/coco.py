@@ -5,8 +5,9 @@ count only with `data.coco.include_crowd`). COCO category ids are not contiguous
 classes): they are mapped to indices 0..C-1 in id order, and the ids are kept in labels.json.
 
 This module checks the *structure* (the JSON parses, required keys and types, ids unique, every
-annotation points at a known image and category) and names the offending entry. Whether the image
-files exist and decode is the validate step's job: it reads every file anyway.
+annotation points at a known image and category, boxes have an area and lie inside their image)
+and names the offending entry. Whether the image files exist and decode is the validate step's
+job: it reads every file anyway.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from pycocotools.coco import COCO
 
+from mlic.data.boxes import box_problem
 from mlic.data.canonical import ImageRecord, LabelSet
 from mlic.errors import DataError
 from mlic.io import read_json
@@ -86,6 +88,25 @@ def _check_references(payload: dict[str, Any], path: Path) -> None:
             )
 
 
+def _check_boxes(payload: dict[str, Any], path: Path) -> None:
+    """Every bbox given (an empty or missing one means none) is sound; all bad ones named at once."""
+    sizes = {image["id"]: (image["width"], image["height"]) for image in payload["images"]}
+    bad = []
+    for position, annotation in enumerate(payload["annotations"]):
+        bbox = annotation.get("bbox")
+        problem = None if bbox in (None, []) else box_problem(bbox, *sizes[annotation["image_id"]])
+        if problem:
+            bad.append((position, f"annotation {annotation['id']} (image {annotation['image_id']}): {problem}"))
+    if bad:
+        more = f"; {len(bad) - 1} more bad box(es), the next: {'; '.join(text for _, text in bad[1:6])}" if len(bad) > 1 else ""
+        raise DataError(
+            bad[0][1] + more,
+            file=path,
+            field=f"annotations[{bad[0][0]}].bbox",
+            fix="correct the box ([x, y, width, height] in pixels, inside the image) or drop the annotation",
+        )
+
+
 def _index(payload: dict[str, Any]) -> COCO:
     """A pycocotools index over an already parsed payload, without its prints on stdout."""
     coco = COCO()
@@ -104,6 +125,7 @@ def load_coco(instances: Path, image_dir: Path, include_crowd: bool) -> tuple[li
     payload = read_json(instances, what="COCO instances file")
     _check_entries(payload, instances)
     _check_references(payload, instances)
+    _check_boxes(payload, instances)
     coco = _index(payload)
 
     category_ids = sorted(coco.getCatIds())

@@ -10,8 +10,9 @@ carves val out of train, e.g. for the published VOC 2007 protocol `{train: train
 Without those files `mlic prepare` splits at random.
 Some but not all of the configured files is an error rather than a silent change of protocol.
 
-Structure is checked here (parsable XML, a size, at least one named object, listed ids that have
-an XML); whether the JPEGs exist and decode is the validate step's job.
+Structure is checked here (parsable XML, a size, at least one named object, boxes with an area
+inside the image, listed ids that have an XML); whether the JPEGs exist and decode is the validate
+step's job.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlic.data.boxes import box_problem
 from mlic.data.canonical import ImageRecord, LabelSet
 from mlic.data.split import SPLIT_NAMES
 from mlic.errors import ConfigError, DataError
@@ -63,13 +65,23 @@ def _number(element: ET.Element, path: str, xml_path: Path, field: str) -> float
         raise DataError(f"missing or not a number (got {text!r})", file=xml_path, field=field, fix=_FIX_XML) from None
 
 
-def _box(obj: ET.Element, position: int, xml_path: Path) -> list[float] | None:
+def _box(obj: ET.Element, position: int, xml_path: Path, size: tuple[int, int]) -> list[float] | None:
+    """[x, y, w, h] from <bndbox>, checked against the image size; None when there is no box."""
     if obj.find("bndbox") is None:
         return None
     xmin, ymin, xmax, ymax = (
         _number(obj, f"bndbox/{key}", xml_path, f"object[{position}]/bndbox/{key}") for key in ("xmin", "ymin", "xmax", "ymax")
     )
-    return [xmin, ymin, xmax - xmin, ymax - ymin]
+    box = [xmin, ymin, xmax - xmin, ymax - ymin]
+    problem = box_problem(box, *size)
+    if problem:
+        raise DataError(
+            f"object {position} ({obj.findtext('name')}): {problem} (from xmin, ymin, xmax, ymax)",
+            file=xml_path,
+            field=f"object[{position}]/bndbox",
+            fix="correct the box (xmin < xmax, ymin < ymax, inside <size>) or remove the object",
+        )
+    return box
 
 
 def parse_annotation(xml_path: Path, use_difficult: bool) -> VocAnnotation:
@@ -86,6 +98,8 @@ def parse_annotation(xml_path: Path, use_difficult: bool) -> VocAnnotation:
             field="object",
             fix="annotate its objects, or remove the XML (and its ImageSets entries)",
         )
+    width = int(_number(root, "size/width", xml_path, "size/width"))
+    height = int(_number(root, "size/height", xml_path, "size/height"))
     objects = []
     for position, obj in enumerate(elements):
         name = (obj.findtext("name") or "").strip()
@@ -93,12 +107,12 @@ def parse_annotation(xml_path: Path, use_difficult: bool) -> VocAnnotation:
             raise DataError("object without a <name>", file=xml_path, field=f"object[{position}]/name", fix=_FIX_XML)
         if (obj.findtext("difficult") or "0").strip() == "1" and not use_difficult:
             continue
-        objects.append(VocObject(name, _box(obj, position, xml_path)))
+        objects.append(VocObject(name, _box(obj, position, xml_path, (width, height))))
     return VocAnnotation(
         stem=xml_path.stem,
         file_name=(root.findtext("filename") or f"{xml_path.stem}.jpg").strip(),
-        width=int(_number(root, "size/width", xml_path, "size/width")),
-        height=int(_number(root, "size/height", xml_path, "size/height")),
+        width=width,
+        height=height,
         objects=tuple(objects),
     )
 
