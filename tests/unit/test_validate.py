@@ -158,3 +158,23 @@ def test_cli_validate_failure_exits_non_zero_with_the_table(prepared: Paths) -> 
     assert "1 problem(s) in the prepared data" in result.output and _shown(image) in result.output
     assert "report: " in result.output and "Traceback" not in result.output
     assert not prepared.data_metrics.exists()
+
+
+def test_broken_files_come_before_label_counts_which_name_the_source_annotations(
+    tmp_path: Path, coco_dataset: tuple[Path, Path], make_config: MakeConfig
+) -> None:
+    instances, image_dir = coco_dataset
+    config = make_config(
+        data={"source": "coco", "path": str(instances), "image_dir": str(image_dir)}, validate={"min_positives": 100}
+    )
+    paths = Paths(tmp_path / "project")
+    prepare.run(config, paths)
+    _, missing = _record(paths, "test", 0)
+    missing.unlink()
+    with pytest.raises(ValidationFailed) as caught:
+        validate.run(config, paths)
+    rows = caught.value.message.splitlines()[2:-1]
+    assert rows[0].startswith(_shown(missing)) and "image file not found" in rows[0]
+    label_rows = [row for row in rows if "train_images" in row]
+    assert len(label_rows) == 3 and rows[-3:] == label_rows  # boat, car, cup: after the broken file
+    assert all(row.startswith(_shown(instances)) for row in label_rows)

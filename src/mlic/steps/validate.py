@@ -56,6 +56,8 @@ MAX_FAILURE_ROWS = 20
 _MAX_CELL = 70
 #: Columns that identify a row in every table (GX returns them with each unexpected row).
 _ROW_ID = ["file", "item"]
+#: The tables, in the order their failures are listed.
+REPORT_ORDER = ("images", "annotations", "labels")
 
 
 @dataclass
@@ -135,7 +137,18 @@ def _same_content_elsewhere(images: pd.DataFrame) -> list[str | None]:
     return found
 
 
-def build_tables(labels: LabelSet, splits: dict[str, PreparedSplit], split_files: dict[str, Path], max_pixels: int) -> Tables:
+def label_source(config: Config, paths: Paths) -> Path:
+    """The file a label-count failure points at: the user's training annotations (`data.path`,
+    its `train` entry when given per split), where labels are added; the prepared split otherwise."""
+    source = config.data.path
+    if isinstance(source, dict):
+        source = source.get("train")
+    return paths.root / source if source else paths.split_file("train")
+
+
+def build_tables(
+    labels: LabelSet, splits: dict[str, PreparedSplit], split_files: dict[str, Path], max_pixels: int, label_file: Path
+) -> Tables:
     image_rows: list[dict[str, Any]] = []
     annotation_rows: list[dict[str, Any]] = []
     image_paths: list[Path] = []
@@ -170,7 +183,7 @@ def build_tables(labels: LabelSet, splits: dict[str, PreparedSplit], split_files
 
     label_rows = []
     for index, name in enumerate(labels.names):
-        row: dict[str, Any] = {"label": index, "name": name, "file": _shown(split_files["train"]), "item": f"label {name!r}"}
+        row: dict[str, Any] = {"label": index, "name": name, "file": _shown(label_file), "item": f"label {name!r}"}
         for split, prepared in splits.items():
             row[f"{split}_images"] = sum(index in record.labels for record in prepared.records)
         label_rows.append(row)
@@ -264,9 +277,13 @@ def _clip(text: str) -> str:
 
 
 def failures_of(results: list[Any]) -> list[Failure]:
-    """Every unexpected row of every failed expectation, as (file, field, value, rule)."""
+    """Every unexpected row of every failed expectation, as (file, field, value, rule).
+
+    Defects of images and annotations come first; per-label counts (a threshold, one row per
+    label, often many) come last, so they never push a broken file out of the table.
+    """
     found = []
-    for validation in results:
+    for validation in sorted(results, key=lambda result: REPORT_ORDER.index(result.suite_name)):
         for outcome in validation.results:
             if outcome.success:
                 continue
@@ -314,7 +331,7 @@ def run(config: Config, paths: Paths) -> ValidateResult:
     labels = load_labels(paths.labels_file)
     split_files = {split: paths.split_file(split) for split in SPLIT_NAMES}
     splits = {split: load_split(path) for split, path in split_files.items()}
-    tables = build_tables(labels, splits, split_files, config.data.max_image_pixels)
+    tables = build_tables(labels, splits, split_files, config.data.max_image_pixels, label_source(config, paths))
     suites = expectations(config, labels.num_classes)
     with atomic_dir(paths.validation_reports) as staging:
         results = run_suites(tables, suites, staging)
