@@ -21,7 +21,7 @@ from mlic.serving.archive import archive_path, serving_properties, write_propert
 MODEL_MOUNT = "/mnt/models"
 STORE_DIR = "model-store"
 CONFIG_FILE = Path("config") / "config.properties"
-#: Ports the ServingRuntime in serving/kserve/ exposes (inference; Prometheus scrapes metrics).
+#: Ports the ServingRuntime in deploy/kserve/ exposes (inference; Prometheus scrapes metrics).
 INFERENCE_PORT = 8080
 METRICS_PORT = 8082
 
