@@ -152,18 +152,48 @@ def serve(
 @app.command()
 @user_errors
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or globs ('photos/**/*.jpg').")],
     url: Annotated[str | None, typer.Option(help="Prediction URL (default: the one `mlic serve` started).")] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="TorchServe key file for --url (re-read when the token is rejected); else $MLIC_TOKEN.")
+    ] = None,
     all_scores: Annotated[bool, typer.Option("--all-scores", help="Print every label's score.")] = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per image instead of a table.")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for one answer.")] = 130.0,
+    retries: Annotated[int, typer.Option(min=0, help="Retries of a 503 or a refused connection, with backoff.")] = 3,
     root: RootOption = Path("."),
 ) -> None:
-    """Send images to the running endpoint and print the predicted labels with scores."""
+    """Send images to the endpoint concurrently; print each one's labels (or its error). Exits
+    non-zero when any image failed."""
+    import json
+
+    import httpx
+
     from mlic.paths import Paths
     from mlic.serving import client
 
-    paths = Paths(root)
-    for image, answer in zip(images, client.predict_files(paths, images, url=url, all_scores=all_scores)):
-        typer.echo(client.format_answer(image, answer))
+    files = client.expand_images(images)
+    predictor = client.PredictionClient.for_root(
+        Paths(root),
+        url=url,
+        token_file=token_file,
+        all_scores=all_scores,
+        concurrency=concurrency,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        retry=client.RetryPolicy(attempts=retries + 1),
+    )
+    results = predictor.predict_paths(files, progress=sys.stderr.isatty())
+    if json_lines:
+        for result in results:
+            typer.echo(json.dumps(result.to_json()))
+    else:
+        typer.echo(client.results_table(results))
+    failed = [result.error for result in results if result.error is not None]
+    if failed:
+        first = failed[0]
+        summary = f"{len(failed)} of {len(results)} images failed; the first: {first.message}"
+        raise type(first)(summary, file=first.file, field=first.field, fix=first.fix)
 
 
 @app.command("models")

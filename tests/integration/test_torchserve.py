@@ -7,6 +7,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -80,6 +81,29 @@ def test_json_body_with_base64_image(endpoint: server.Endpoint, photo: Path) -> 
     headers = {"Authorization": _auth(endpoint)["Authorization"]}
     response = httpx.post(endpoint.prediction_url, json=body, headers=headers, timeout=60)
     assert response.status_code == 200 and set(response.json()) == {"labels", "scores"}
+
+
+def test_kserve_v1_route_answers_predictions_and_serves_the_readiness_probe(
+    endpoint: server.Endpoint, photo: Path
+) -> None:
+    """TorchServe routes KServe's v1 `:predict` to our handler: the protocol the runtime declares,
+    and what the cluster's readiness probe asks (here with the token that is on locally)."""
+    v1_url = f"{endpoint.inference_url}/v1/models/{endpoint.model_name}:predict"
+    image = base64.b64encode(photo.read_bytes()).decode()
+    body = {"instances": [{"image": image}, {"image": image, "all_scores": True}]}
+    headers = {"Authorization": _auth(endpoint)["Authorization"]}
+    response = httpx.post(v1_url, json=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    first, second = response.json()["predictions"]
+    assert first["labels"] == second["labels"] and "scores" in second and "scores" not in first
+
+    def probe(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "mlic.serving.probe", "--url", v1_url, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    assert probe("--token-file", str(endpoint.key_file)).returncode == 0
+    refused = probe()  # no token: TorchServe refuses, the probe says why
+    assert refused.returncode == 1 and "not ready: HTTP 400" in refused.stderr and "InvalidKeyException" in refused.stderr
 
 
 def test_bad_input_is_a_400_with_a_message_and_the_server_keeps_serving(endpoint: server.Endpoint, photo: Path) -> None:
@@ -172,28 +196,111 @@ def test_second_start_on_the_same_root_is_refused(endpoint: server.Endpoint, pac
         server.start(Paths(packaged_root), port=0)
 
 
-def _mlic(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
+def test_a_killed_worker_is_restarted_and_the_next_request_succeeds(endpoint: server.Endpoint, photo: Path) -> None:
+    def workers() -> list[psutil.Process]:
+        children = psutil.Process(endpoint.pid).children(recursive=True)
+        return [child for child in children if "model_service_worker" in " ".join(child.cmdline())]
+
+    (worker,) = workers()
+    worker.kill()
+    psutil.wait_procs([worker], timeout=10)
+    patient = client.PredictionClient(
+        endpoint.prediction_url,
+        client.KeyFileToken(endpoint.key_file, endpoint.management_url),
+        retry=client.RetryPolicy(attempts=10, backoff_s=0.5, max_backoff_s=4.0),
+    )
+    (result,) = patient.predict_paths([photo])
+    assert result.status == 200 and "labels" in result.answer, result.error
+    (restarted,) = workers()
+    assert restarted.pid != worker.pid
+
+
+def test_readme_curl_example_answers(endpoint: server.Endpoint, photo: Path) -> None:
+    """The README's curl lines, run as written against this server (its port, key file and image)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Querying the endpoint", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if not line.lstrip().startswith(("mlic ", "#"))]
+    script = "\n".join(lines).replace("8080", str(endpoint.ports["inference"]))
+    script = script.replace(".mlic/serve/key_file.json", str(endpoint.key_file)).replace("image.jpg", str(photo))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "labels" in json.loads(done.stdout)
+
+
+def _mlic(*args: str, root: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = env or {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     return subprocess.run(
         [str(BIN / "mlic"), *args, "--root", str(root)], env=env, capture_output=True, text=True, timeout=400
     )
 
 
-def test_cli_serve_predict_stop(packaged_root: Path, photo: Path, tmp_path: Path) -> None:
-    """A second server beside the module's one: its own state folder, ports and pid file."""
+def _one_clear_error(done: subprocess.CompletedProcess[str], message: str) -> None:
+    """The CLI failed with the ServingError exit code and one readable block, no traceback."""
+    assert done.returncode == ServingError.exit_code, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("error: ") == 1
+    assert message in done.stderr and "fix: " in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def project(packaged_root: Path, tmp_path: Path) -> Path:
+    """A copy of the packaged project: a server of its own, or something to break."""
     root = tmp_path / "project"
     shutil.copytree(packaged_root / "artifacts", root / "artifacts")
+    return root
+
+
+def test_serve_on_a_busy_port_fails_with_one_message(project: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _mlic("serve", "--port", str(port), root=project)
+    _one_clear_error(done, f"port {port} on 127.0.0.1 is in use")
+
+
+def test_serve_without_the_archive_fails_with_one_message(project: Path) -> None:
+    (Paths(project).model_store / "mlic.mar").unlink()
+    _one_clear_error(_mlic("serve", "--port", "0", root=project), "model archive not found")
+
+
+def test_serve_without_java_fails_with_one_message(project: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "JAVA_HOME"}
+    env["PATH"] = str(BIN)  # the venv's commands, no java
+    done = _mlic("serve", "--port", "0", root=project, env=env)
+    _one_clear_error(done, "Java not found")
+    assert "Java 17" in done.stderr and not (Paths(project).serve_state / "server.json").exists()
+
+
+def test_cli_serve_predict_stop(project: Path, photo: Path) -> None:
+    """A second server beside the module's one: its own state folder, ports and pid file.
+    `mlic predict` takes files, folders and globs, answers each image on its own, table or JSON."""
+    album = photo.parent / "album"
+    album.mkdir(exist_ok=True)
+    shutil.copy(photo, album / "copy.png")
+    (album / "broken.jpg").write_text("not an image")
     try:
-        started = _mlic("serve", "--port", "0", root=root)
+        started = _mlic("serve", "--port", "0", root=project)
         assert started.returncode == 0, started.stderr
         assert "/predictions/mlic" in started.stdout and "key_file.json" in started.stdout
-        predicted = _mlic("predict", str(photo), "--all-scores", root=root)
+        predicted = _mlic("predict", str(photo), "--all-scores", root=project)
         assert predicted.returncode == 0, predicted.stderr
-        assert predicted.stdout.startswith(f"{photo}: ") and "| all: " in predicted.stdout
+        header, row = predicted.stdout.splitlines()
+        assert header.split()[:2] == ["image", "status"]
+        assert row.startswith(f"{photo}  200  ") and "| all: " in row
+        mixed = _mlic("predict", str(album), str(photo.parent / "*.png"), "--json", "--concurrency", "3", root=project)
+        lines = [json.loads(line) for line in mixed.stdout.splitlines()]
+        assert [(line["image"], line["status"]) for line in lines] == [
+            (str(album / "broken.jpg"), 400),
+            (str(album / "copy.png"), 200),
+            (str(photo), 200),
+        ]
+        assert lines[0]["error"]["message"].startswith("HTTP 400: cannot decode image") and "labels" in lines[1]["answer"]
+        assert mixed.returncode == ServingError.exit_code and "1 of 3 images failed" in mixed.stderr
     finally:
-        stopped = _mlic("serve", "--stop", root=root)
+        stopped = _mlic("serve", "--stop", root=project)
     assert stopped.returncode == 0, stopped.stderr
-    after = _mlic("predict", str(photo), root=root)
+    after = _mlic("predict", str(photo), root=project)
     assert after.returncode == ServingError.exit_code and "mlic serve" in after.stderr
 
 

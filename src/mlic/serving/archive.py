@@ -22,8 +22,8 @@ from mlic.config import PackageConfig
 from mlic.errors import ServingError
 from mlic.io import write_json, write_text
 from mlic.models.saved import CONFIG_FILE, WEIGHTS_FILE
-from mlic.serving.predictor import SERVING_FILE, probe_image
-
+from mlic.serving.predictor import SERVING_FILE
+from mlic.serving.probe import probe_image
 
 #: The handler lives in the top-level serving/ folder of the source tree.
 HANDLER_FILE = Path(__file__).resolve().parents[3] / "serving" / "handler.py"

@@ -9,25 +9,31 @@ Request formats (one image per request; TorchServe batches requests):
 * raw image bytes, `Content-Type: application/octet-stream` (or `image/*`); add the header
   `X-All-Scores: true` for every label's score (TorchServe 0.12 passes request headers to the
   handler, but not query parameters);
-* JSON, `Content-Type: application/json`: `{"image": "<base64 bytes>", "all_scores": true}`.
+* JSON, `Content-Type: application/json`: `{"image": "<base64 bytes>", "all_scores": true}`;
+* KServe's v1 protocol (`POST /v1/models/<name>:predict`, which TorchServe routes to the same
+  handler): `{"instances": [{"image": "<base64>", "all_scores": false}, ...]}`, answered
+  `{"predictions": [<answer>, ...]}` in the same order.
 
 Answer: `{"labels": [{"label": name, "score": p}, ...]}` — the labels whose probability reaches
 their per-class threshold, highest first — plus `"scores": {name: p, ...}` for every label when
 asked. A request that cannot be served is answered with `{"code": 400, "type": "BadInput",
-"message": ..., "fix": ...}` (the shape of TorchServe's own error bodies).
+"message": ..., "fix": ...}` (the shape of TorchServe's own error bodies). A failure that is not
+the request's fault is answered per request too: 500 `InternalServerError` when reading it raised
+something unexpected, 503 `PredictionFailed` when the model could not score it even alone (both
+name the request id that the model log names).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
+import logging
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from mlic.data.images import decode_image
@@ -36,11 +42,19 @@ from mlic.errors import DataError, ServingError
 from mlic.io import read_json
 from mlic.models.saved import load_model
 
+logger = logging.getLogger(__name__)
+
 #: Extra file in the archive (beside weights.pt and config.json): label names and thresholds.
 SERVING_FILE = "serving.json"
 BAD_INPUT_STATUS = 400
+#: Reading the request raised something that is not bad input: a bug, not the caller's fault.
+INTERNAL_ERROR_STATUS = 500
+#: The model could not score the image, even alone: worth a retry (the client retries 503s).
+PREDICTION_FAILED_STATUS = 503
 ALL_SCORES_FIELD = "all_scores"
 ALL_SCORES_HEADER = "X-All-Scores"
+V1_INSTANCES_FIELD = "instances"
+V1_PREDICTIONS_FIELD = "predictions"
 _TRUE_WORDS = {"1", "true", "yes"}
 
 
@@ -77,12 +91,42 @@ def _image_from_json(body: dict[str, Any], name: str) -> ImageRequest:
     return ImageRequest(image=image, all_scores=all_scores)
 
 
+@dataclass(frozen=True)
+class ParsedRequest:
+    """The images of one HTTP request: one, or a KServe v1 request's instances."""
+
+    images: list[ImageRequest]
+    #: KServe v1: answer `{"predictions": [...]}` (one per instance) rather than the one answer.
+    v1: bool = False
+
+    def answer(self, answers: list[dict[str, Any]]) -> dict[str, Any]:
+        return {V1_PREDICTIONS_FIELD: answers} if self.v1 else answers[0]
+
+
+def _instances(value: Any, name: str) -> list[ImageRequest]:
+    """KServe v1 `instances`: a non-empty list of our JSON image objects."""
+    if not isinstance(value, list) or not value:
+        raise DataError(
+            f"'{V1_INSTANCES_FIELD}' must be a non-empty list",
+            file=name,
+            field=V1_INSTANCES_FIELD,
+            fix='send {"instances": [{"image": "<base64 bytes>"}]}',
+        )
+    images = []
+    for position, instance in enumerate(value):
+        where = f"{name} instance {position}"
+        if not isinstance(instance, dict):
+            raise DataError("an instance must be a JSON object", file=where, fix='send {"image": "<base64 bytes>"}')
+        images.append(_image_from_json(instance, where))
+    return images
+
+
 def _header(headers: dict[str, Any], wanted: str) -> Any:
     """HTTP header names are case-insensitive; TorchServe keeps the client's spelling."""
     return next((value for key, value in headers.items() if key.lower() == wanted.lower()), False)
 
 
-def parse_request(row: dict[str, Any], headers: dict[str, Any], name: str) -> ImageRequest:
+def parse_request(row: dict[str, Any], headers: dict[str, Any], name: str) -> ParsedRequest:
     """One TorchServe input row (+ its request headers) → image bytes + options; DataError → 400.
 
     TorchServe hands a raw body over as `body` (multipart form fields by their name; `data` is
@@ -90,9 +134,11 @@ def parse_request(row: dict[str, Any], headers: dict[str, Any], name: str) -> Im
     """
     body = row.get("body", row.get("data"))
     if isinstance(body, dict):
-        return _image_from_json(body, name)
+        if V1_INSTANCES_FIELD in body:
+            return ParsedRequest(_instances(body[V1_INSTANCES_FIELD], name), v1=True)
+        return ParsedRequest([_image_from_json(body, name)])
     if isinstance(body, bytes | bytearray):
-        return ImageRequest(image=bytes(body), all_scores=_flag(_header(headers, ALL_SCORES_HEADER)))
+        return ParsedRequest([ImageRequest(image=bytes(body), all_scores=_flag(_header(headers, ALL_SCORES_HEADER)))])
     if isinstance(body, str):
         raise DataError(
             "request body arrived as text",
@@ -100,15 +146,6 @@ def parse_request(row: dict[str, Any], headers: dict[str, Any], name: str) -> Im
             fix="send the image with Content-Type: application/octet-stream (or image/*)",
         )
     raise DataError("request has no image", file=name, fix="send the image bytes as the request body")
-
-
-def probe_image(size: int = 32) -> bytes:
-    """A small valid PNG: proves an archive or a server answers a real prediction."""
-    gradient = torch.linspace(0, 255, size, dtype=torch.uint8).repeat(size, 1)
-    pixels = torch.stack([gradient, gradient.T, gradient.flip(1)], dim=-1).numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _serving_error(message: str, file: Path, field: str) -> ServingError:
@@ -169,6 +206,30 @@ class ServedModel:
         """`[B,3,S,S]` → `[B,C]` sigmoid probabilities on the CPU."""
         return torch.sigmoid(self.model(batch.to(self.device)).float()).cpu()
 
+    def score_each(self, inputs: dict[Hashable, Tensor]) -> dict[Hashable, Tensor | Exception]:
+        """Probabilities per image key, or the exception that image's scoring raised.
+
+        One forward pass for the whole batch; when it fails (out of memory on a big batch, a
+        kernel error on one odd input) every image is scored alone, so only the images that
+        fail on their own are failed and their neighbours are still answered.
+        """
+        if not inputs:
+            return {}
+        try:
+            batch = self.probabilities(torch.stack(list(inputs.values())))
+        except Exception as exc:  # noqa: BLE001 - any failure of the batch is retried image by image
+            if len(inputs) == 1:
+                return dict.fromkeys(inputs, exc)
+            logger.warning("scoring a batch of %d failed (%s: %s); scoring each alone", len(inputs), type(exc).__name__, exc)
+            return {index: self._score_alone(image) for index, image in inputs.items()}
+        return dict(zip(inputs, batch, strict=True))
+
+    def _score_alone(self, image: Tensor) -> Tensor | Exception:
+        try:
+            return self.probabilities(image.unsqueeze(0))[0]
+        except Exception as exc:  # noqa: BLE001 - returned, so the caller answers this request alone
+            return exc
+
     def answer(self, probabilities: Tensor, all_scores: bool) -> dict[str, Any]:
         """Labels at or above their threshold, highest score first; every score when asked."""
         scores = probabilities.tolist()
@@ -183,5 +244,19 @@ class ServedModel:
 
 
 def bad_input_body(error: DataError) -> dict[str, Any]:
-    """The JSON body of a 400: TorchServe's error shape, plus our fix."""
-    return {"code": BAD_INPUT_STATUS, "type": "BadInput", "message": error.message, "fix": error.fix}
+    """The JSON body of a 400: TorchServe's error shape, plus our fix and which request (and which
+    KServe v1 instance) it was."""
+    return {"code": BAD_INPUT_STATUS, "type": "BadInput", "message": error.message, "fix": error.fix, "where": error.file}
+
+
+def failure_body(status: int, request_id: str, error: BaseException) -> dict[str, Any]:
+    """The JSON body of a 500/503 for one request: what failed and where its traceback is logged."""
+    kind = "PredictionFailed" if status == PREDICTION_FAILED_STATUS else "InternalServerError"
+    return {
+        "code": status,
+        "type": kind,
+        "message": f"{'scoring' if status == PREDICTION_FAILED_STATUS else 'reading'} the image failed "
+        f"({type(error).__name__})",
+        "request_id": request_id,
+        "fix": f"retry; if it persists, look up request {request_id} in the server's model log",
+    }

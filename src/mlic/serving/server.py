@@ -32,7 +32,7 @@ from mlic.io import write_json
 from mlic.paths import Paths
 from mlic.serving import client
 from mlic.serving.archive import DEFAULT_PORTS, LOCAL_HOST, address_properties, read_properties, write_properties
-from mlic.serving.predictor import probe_image
+from mlic.serving.probe import probe_image
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
 START_TIMEOUT_S = 120.0
 #: TorchServe's 503 message when the handler raised: a model that fails on the probe image stays broken.
 HANDLER_FAILED = "Prediction failed"
+#: Our handler's own answers when it failed on the probe image (predictor.failure_body): as broken.
+HANDLER_FAILURE_TYPES = frozenset({"PredictionFailed", "InternalServerError"})
 STOP_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.5
 LOG_TAIL_LINES = 8
@@ -84,30 +86,12 @@ class Endpoint:
                 "(header X-All-Scores: true for every label's score),",
                 '           or JSON {"image": "<base64>", "all_scores": true}',
                 f"  token:   Authorization: Bearer <inference.key from {self.key_file}> "
-                "(expires after 60 min; `mlic predict` renews it)",
+                "(expires after 60 min; `mlic predict` and mlic.serving.client renew it)",
                 f"  metrics: {self.metrics_url}/metrics (Prometheus)",
                 f"  logs:    {self.log_dir}",
                 "  stop:    mlic serve --stop",
             ]
         )
-
-    def fresh_inference_token(self, http: httpx.Client) -> str:
-        """The inference key, renewed with the (non-expiring) API key once TorchServe expired it."""
-        if client.token_expired(self.key_file):
-            api_key = client.read_key_file(self.key_file)["API"]["key"]
-            response = http.post(
-                f"{self.management_url}/token",
-                params={"type": "inference"},
-                headers={"Authorization": f"Bearer {api_key}"},
-            )
-            if response.status_code != 200:
-                raise ServingError(
-                    f"cannot renew the expired inference token: HTTP {response.status_code} {response.text.strip()}",
-                    file=self.key_file,
-                    fix="restart the server: `mlic serve --stop && mlic serve`",
-                )
-            logger.info("renewed the expired inference token")
-        return client.inference_token(self.key_file)
 
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "state_dir": str(self.state_dir)}
@@ -243,16 +227,31 @@ def _wait_until_predicting(endpoint: Endpoint, timeout_s: float) -> None:
                 else:
                     if response.status_code == 200:
                         return
-                    message = client.error_body(response).get("message")
-                    last_problem = f"HTTP {response.status_code}: {message}"
-                    if message == HANDLER_FAILED:  # the handler raised on a valid image: no use waiting
-                        break
+                    body = client.error_body(response)
+                    last_problem = f"HTTP {response.status_code}: {body.get('message')}"
+                    if body.get("message") == HANDLER_FAILED or body.get("type") in HANDLER_FAILURE_TYPES:
+                        break  # the handler failed on a valid image: no use waiting
             time.sleep(POLL_INTERVAL_S)
     raise ServingError(
         f"the model did not answer a prediction ({last_problem}); {_log_excerpt(endpoint.state_dir)}",
         file=endpoint.log_dir,
         fix="read the logs; a worker that keeps restarting usually means the handler cannot import or load",
     )
+
+
+def _java() -> Path:
+    """The java TorchServe's launcher will run: $JAVA_HOME/bin/java, else `java` on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    found = shutil.which(str(Path(java_home) / "bin" / "java") if java_home else "java")
+    if found is None:
+        where = f"$JAVA_HOME/bin/java ({java_home})" if java_home else "`java` on PATH"
+        raise ServingError(
+            f"Java not found: TorchServe's frontend is a Java program and {where} does not exist",
+            field="JAVA_HOME" if java_home else "PATH",
+            fix="install a Java 17 runtime (e.g. `apt-get install openjdk-17-jre-headless`) "
+            "or point JAVA_HOME at one",
+        )
+    return Path(found)
 
 
 def _packaged_model(properties: dict[str, str], paths: Paths) -> tuple[str, str]:
@@ -287,6 +286,7 @@ def start(paths: Paths, port: int = 8080, timeout_s: float = START_TIMEOUT_S) ->
         )
     properties = read_properties(paths.serving_config)
     model_name, archive_name = _packaged_model(properties, paths)
+    _java()
     ports = _choose_ports(port)
 
     state_dir = paths.serve_state.resolve()
