@@ -103,16 +103,29 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
+def _full_disk(exc: BaseException | None) -> int | None:
+    """ENOSPC or EDQUOT anywhere in the chain: writers such as torch.save raise their own error
+    from the OSError (its zip writer's RuntimeError), which hides the cause."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextlib.contextmanager
 def _storage_errors(target: Path) -> Iterator[None]:
-    """A full disk or quota becomes a StorageError naming the output; other OS errors pass through."""
+    """A full disk or quota becomes a StorageError naming the output; other errors pass through."""
     try:
         yield
-    except OSError as exc:
-        if exc.errno not in _FULL:
+    except Exception as exc:
+        code = _full_disk(exc)
+        if code is None:
             raise
         raise StorageError(
-            f"{_FULL[exc.errno]} while writing it; the previous version is unchanged",
+            f"{_FULL[code]} while writing it; the previous version is unchanged",
             file=target,
             fix=f"free space on the volume holding {target.parent}, then run the step again",
         ) from exc

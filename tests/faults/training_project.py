@@ -1,0 +1,52 @@
+"""A tiny project ready to train (prepared data and label graph) and what the fault tests compare."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prepared_data import make_prepared, tiny_params  # noqa: E402
+
+from mlic.config import config_from_dict  # noqa: E402
+from mlic.paths import Paths  # noqa: E402
+from mlic.steps import graph as graph_step  # noqa: E402
+
+#: Two short epochs of the baseline: a checkpoint to resume from, and one more to write.
+TRAIN = {"epochs": 2, "max_steps_per_epoch": 2}
+ARCH = "baseline"
+
+
+def ready_project(root: Path) -> tuple[dict[str, Any], Paths]:
+    """(params, paths) of a project under `root` with prepared data and its label graph."""
+    make_prepared(root)
+    params = tiny_params(root, architectures=[ARCH], train=TRAIN)
+    paths = Paths(root)
+    graph_step.run(config_from_dict(params), paths)
+    return params, paths
+
+
+def weights(paths: Paths) -> dict[str, torch.Tensor]:
+    return torch.load(paths.model_dir(ARCH) / "weights.pt", weights_only=True)
+
+
+def same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def temporaries(root: Path) -> list[Path]:
+    """What an interrupted write may leave: anything named like the atomic helpers' temporaries."""
+    return [path for path in root.rglob("*") if ".mlic-tmp-" in path.name or ".mlic-old-" in path.name]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What an uninterrupted run ends with (training is deterministic on CPU)."""
+
+    weights: dict[str, torch.Tensor]
+    checkpoint: bytes
