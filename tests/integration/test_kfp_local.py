@@ -86,7 +86,7 @@ def test_gate_passed_packages_a_kserve_ready_model(passed_run: LocalRun) -> None
     properties = read_properties(passed_run.model_archive / "config" / "config.properties")
     assert properties["model_store"] == "/mnt/models/model-store"
     assert properties["load_models"] == "mlic=mlic.mar"
-    assert properties["inference_address"] == "http://0.0.0.0:8080"
+    assert properties["inference_address"] == "http://127.0.0.1:8080"  # loopback: only the pod's queue-proxy reaches it
     assert properties["enable_model_api"] == "false"
 
 
