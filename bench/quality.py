@@ -42,12 +42,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from scipy import stats
 
 from mlic.config import Config, load_config
-from mlic.data.synthetic import LOOK_ALIKE_GROUPS
 from mlic.data.canonical import load_labels
+from mlic.data.synthetic import LOOK_ALIKE_GROUPS
 from mlic.io import read_json, write_json
 from mlic.models.diagnostics import ImageBoxes, pointing_game, probe_label_attention
 from mlic.models.saved import load_model

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +35,7 @@ from torch import nn
 from mlic.config import load_config
 from mlic.data.synthetic import CATEGORIES
 from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import Knobs
 from mlic.models import create_model, list_models
 from mlic.models.layers import synthetic_label_graph
 from mlic.paths import Paths
@@ -53,12 +53,12 @@ class Setting:
     batch_size: int
     device: torch.device
     amp: bool
-    knobs: dict[str, dict[str, Any]]
+    knobs: dict[str, Knobs]
 
     def build(self, arch: str) -> nn.Module:
         torch.manual_seed(0)
         model = create_model(
-            arch, self.graph.num_classes, self.graph, backbone=self.backbone, **self.knobs.get(arch, {})
+            arch, self.graph.num_classes, self.graph, backbone=self.backbone, knobs=self.knobs[arch]
         )
         return model.to(self.device)
 

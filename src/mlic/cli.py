@@ -197,12 +197,30 @@ def predict(
 
 
 @app.command("models")
-def models_command() -> None:
-    """List the registered architectures."""
-    from mlic.models import list_models
+@user_errors
+def models_command(
+    archs: Annotated[list[str] | None, typer.Argument(help="Architectures to show (default: all).")] = None,
+    knobs: Annotated[bool, typer.Option("--knobs", help="Print each one's knobs: values, default, params.yaml's.")] = False,
+    docs: Annotated[
+        Path | None, typer.Option(help="Rewrite the knob tables of this markdown file (its `<!-- knobs: ARCH -->` blocks).")
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """List the architectures, or their knobs (`models.<arch>` in params.yaml)."""
+    from mlic.config import load_config
+    from mlic.knobs import architecture_names, knob_table, with_knob_tables
 
-    for name in list_models():
-        typer.echo(name)
+    names = archs or architecture_names()
+    if not (knobs or docs):
+        typer.echo("\n".join(names))
+        return
+    configured = load_config(params).models
+    if docs is not None:
+        docs.write_text(with_knob_tables(docs.read_text(encoding="utf-8"), configured), encoding="utf-8")
+        typer.echo(f"knob tables rewritten in {docs}")
+        return
+    for arch in names:
+        typer.echo(f"{arch}\n{knob_table(arch, configured.of(arch))}\n")
 
 
 def _register_pipeline_commands() -> None:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlic.errors import ConfigError
+from mlic.knobs import Knobs, ModelsKnobs, architecture_names
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -192,8 +193,8 @@ class Config(Strict):
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     graph: GraphConfig = Field(default_factory=GraphConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    #: Per-architecture knobs, passed to create_model(**knobs).
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Per-architecture knobs, typed (mlic.knobs): a model is built from `models.<arch>`.
+    models: ModelsKnobs = Field(default_factory=ModelsKnobs)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     package: PackageConfig = Field(default_factory=PackageConfig)
 
@@ -206,10 +207,13 @@ class Config(Strict):
             raise ValueError("list at least one architecture")
         if len(set(value)) != len(value):
             raise ValueError("architectures are listed twice")
+        unknown = [arch for arch in value if arch not in architecture_names()]
+        if unknown:
+            raise ValueError(f"unknown architecture {unknown[0]!r}: choose from {', '.join(architecture_names())}")
         return value
 
-    def model_knobs(self, arch: str) -> dict[str, Any]:
-        return dict(self.models.get(arch) or {})
+    def model_knobs(self, arch: str) -> Knobs:
+        return self.models.of(arch)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")
@@ -239,21 +243,24 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
+def config_error(exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> ConfigError:
+    """A pydantic error as a ConfigError naming each dotted field; `prefix` places a section
+    validated on its own (an architecture's knobs: `("models", arch)`)."""
     lines = []
+    fields = []
     for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        loc = ".".join(str(part) for part in (*prefix, *err["loc"])) or "(top level)"
         loc = loc.replace("validate_", "validate")
+        fields.append(loc)
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown key '{loc}'")
         else:
             lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
-    first_field = ".".join(str(part) for part in exc.errors()[0]["loc"]) if exc.errors() else None
     return ConfigError(
         "invalid parameters: " + "; ".join(lines),
         file=source,
-        field=first_field,
-        fix="correct the key/value (see the comments in params.yaml for every knob)",
+        field=fields[0] if fields else None,
+        fix="correct the key/value (see the comments in params.yaml for every knob, docs/models.md for models.*)",
     )
 
 
@@ -261,7 +268,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<params>") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise _format_validation_error(exc, source) from None
+        raise config_error(exc, source) from None
 
 
 def load_config(path: str | Path = DEFAULT_PARAMS, overrides: list[str] | None = None) -> Config:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import Similarity
 from mlic.models import create_model
 from mlic.models.diagnostics import (
     ImageBoxes,
@@ -18,7 +19,10 @@ from mlic.models.diagnostics import (
     pointing_hit,
     probe_label_attention,
 )
-from mlic.models.layers import LabelGuidedAttention, Similarity, synthetic_label_graph
+from mlic.models.layers import (
+    LabelGuidedAttention,
+    synthetic_label_graph,
+)
 
 NUM_CLASSES = 6
 

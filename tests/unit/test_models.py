@@ -4,7 +4,6 @@ need of them. Small on purpose: resnet18 at 64 px, batch 2, one CPU thread."""
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def images(batch: int = 2, size: int = IMAGE_SIZE, seed: int = 0) -> torch.Tenso
 
 def build(arch: str, graph: LabelGraph, seed: int = 0, backbone: str = BACKBONE, **knobs: object) -> nn.Module:
     torch.manual_seed(seed)
-    return create_model(arch, NUM_CLASSES, graph, backbone=backbone, **knobs)
+    return create_model(arch, NUM_CLASSES, graph, backbone=backbone, knobs=knobs)
 
 
 def perturbed(model: nn.Module, seed: int = 1) -> nn.Module:
@@ -403,7 +402,23 @@ def test_ms_cma_attends_on_each_stage_with_the_same_label_embeddings(
 def test_ms_cma_refuses_a_dilated_last_stage(graph: LabelGraph) -> None:
     with pytest.raises(ConfigError) as error:
         build("cmasge", graph, scales=2, feature_stride=16)
-    assert error.value.field == "models.cmasge.scales" and "feature_stride" in error.value.fix
+    assert error.value.field == "models.cmasge.scales" and "feature_stride" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("arch", "knobs", "field"),
+    [
+        ("msrn", {"semantic_dim": 500, "gat_heads": 3}, "models.msrn.gat_heads"),
+        ("msrn", {"gat_hidden": 301, "gat_heads": 2}, "models.msrn.gat_heads"),
+        ("mgsgn", {"attention_dim": 130, "attention_heads": 4}, "models.mgsgn.attention_heads"),
+    ],
+)
+def test_widths_that_do_not_split_over_heads_name_the_heads(
+    arch: str, knobs: dict[str, int], field: str, graph: LabelGraph
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        build(arch, graph, **knobs)
+    assert error.value.field == field and "multiple" in str(error.value)
 
 
 def test_graph_attention_ignores_labels_outside_the_graph() -> None:

@@ -182,7 +182,7 @@ def test_evaluate_draws_where_each_label_looks(trained):
     config, paths = trained
     graph = LabelGraph.load(paths.graph_file)
     torch.manual_seed(0)
-    model = create_model("msshared", graph.num_classes, graph, backbone=config.train.backbone, dim=32)
+    model = create_model("msshared", graph.num_classes, graph, backbone=config.train.backbone, knobs={"dim": 32})
     spec = model_spec("msshared", graph, config.train.backbone, config.train.image_size, {"dim": 32})
     save_model(paths.model_dir("msshared"), model, spec)
     config.architectures = ["baseline", "msshared"]

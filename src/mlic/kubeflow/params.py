@@ -70,7 +70,7 @@ def train_params(config: Config, arch: str) -> str:
         "architectures": [arch],
         "data": full["data"],
         "train": full["train"],
-        "models": {arch: config.model_knobs(arch)},
+        "models": {arch: full["models"][arch]},
     }
     return _canonical(subset)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mlic.graph.label_graph import LabelGraph
-from mlic.models.layers import Backbone, FeatureStride, GlobalPoolClassifier
-from mlic.models.layers.knobs import require_choice, require_range
-from mlic.models.registry import register_model
+from mlic.knobs import BaselineKnobs, FeatureStride
+from mlic.models.layers import (
+    Backbone,
+    GlobalPoolClassifier,
+)
+from mlic.models.registry import ModelInputs, register_model
 
 
 class Baseline(nn.Module):
@@ -23,18 +25,8 @@ class Baseline(nn.Module):
 
 
 @register_model("baseline")
-def baseline(
-    *,
-    num_classes: int,
-    graph: LabelGraph,
-    backbone: str,
-    pretrained_path: str | None = None,
-    dropout: float = 0.0,
-    feature_stride: FeatureStride = 32,
-) -> nn.Module:
+def baseline(*, inputs: ModelInputs, knobs: BaselineKnobs) -> nn.Module:
     """The graph is not used: the baseline sees only pixels. `feature_stride` 16 is there so a
     single-map graph model reading a dilated map (CMA-SGE's knob) can be compared with a
     baseline reading the same map."""
-    require_range("baseline", "dropout", dropout, 0.0, 1.0)
-    require_choice("baseline", "feature_stride", feature_stride, FeatureStride)
-    return Baseline(num_classes, backbone, pretrained_path, dropout, feature_stride)
+    return Baseline(inputs.num_classes, inputs.backbone, inputs.pretrained_path, knobs.dropout, knobs.feature_stride)

@@ -18,34 +18,24 @@ attention branch is the mean of the per-scale logits.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlic.errors import ConfigError
 from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import CmaScales, CmasgeKnobs, FeatureStride, LabelGraphInput, QuerySource
 from mlic.models.layers import (
     STAGES_2_TO_4,
     Backbone,
     ConvProjection,
-    FeatureStride,
     GlobalPoolClassifier,
-    LabelGraphInput,
     LabelGuidedAttention,
     LearnedQueries,
     PerLabelClassifier,
-    QuerySource,
     WeightedSum,
     register_graph_buffers,
 )
-from mlic.models.layers.knobs import require_choice, require_count, require_weight
-from mlic.models.registry import register_model
-
-#: How many backbone stages CMA reads, deepest first: 1 is CMA on the last map, 2 and 3 are
-#: MS-CMA on stages 3–4 and 2–4.
-CmaScales = Literal[1, 2, 3]
+from mlic.models.registry import ModelInputs, register_model
 
 
 class AdjacencySimilarityEmbedding(nn.Module):
@@ -147,21 +137,7 @@ class CMASGE(nn.Module):
 
 
 @register_model("cmasge")
-def cmasge(
-    *,
-    num_classes: int,
-    graph: LabelGraph,
-    backbone: str,
-    pretrained_path: str | None = None,
-    semantic_dim: int = 256,
-    asge_hidden: int = 512,
-    asge_weight: float = 1.0,
-    attention_smoothing: float = 1.0,
-    feature_stride: FeatureStride = 32,
-    scales: CmaScales = 1,
-    label_graph: LabelGraphInput = "cooccurrence",
-    queries: QuerySource = "semantic",
-) -> nn.Module:
+def cmasge(*, inputs: ModelInputs, knobs: CmasgeKnobs) -> nn.Module:
     """The paper leaves the semantic width and the ASGE fitting schedule open: 256-d label
     embeddings from a one-hidden-layer (512) encoder, fitted jointly with weight 1.
     `attention_smoothing` 1.0 is one fully matching location's worth of evidence spread over the
@@ -169,21 +145,4 @@ def cmasge(
     on the demo's 3×3 maps it is what keeps the attention branch trainable (0 = the plain ReLU
     normalisation). `scales` 1 is the CMA of the paper's method section; 2–3 its MS-CMA (module
     docstring). A dilated last stage (`feature_stride` 16) is for the single-scale model only."""
-    require_count("cmasge", semantic_dim=semantic_dim, asge_hidden=asge_hidden)
-    require_weight("cmasge", asge_weight=asge_weight, attention_smoothing=attention_smoothing)
-    require_choice("cmasge", "feature_stride", feature_stride, FeatureStride)
-    require_choice("cmasge", "scales", scales, CmaScales)
-    if scales > 1 and feature_stride != 32:
-        raise ConfigError(
-            f"feature_stride {feature_stride} dilates the last stage onto stride {feature_stride}, where MS-CMA "
-            f"(scales {scales}) already reads the stage before it",
-            field="models.cmasge.scales",
-            fix="set models.cmasge.scales: 1 to keep the dilated map, or feature_stride: 32 for multi-scale CMA",
-        )
-    require_choice("cmasge", "label_graph", label_graph, LabelGraphInput)
-    require_choice("cmasge", "queries", queries, QuerySource)
-    return CMASGE(
-        graph, backbone, pretrained_path, semantic_dim=semantic_dim, asge_hidden=asge_hidden, asge_weight=asge_weight,
-        attention_smoothing=attention_smoothing, feature_stride=feature_stride, scales=scales,
-        label_graph=label_graph, queries=queries,
-    )
+    return CMASGE(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())

@@ -19,21 +19,17 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import BranchFusion, MsbaselineKnobs, MssharedKnobs, Projection, Similarity
 from mlic.models.layers import (
     STAGES_2_TO_4,
     Backbone,
-    BranchFusion,
     GlobalPoolClassifier,
     LearnedQueries,
     MultiLayerSemanticHead,
     MultiScaleProjection,
-    Projection,
-    Similarity,
     WeightedSum,
 )
-from mlic.models.layers.knobs import require_choice, require_count
-from mlic.models.registry import register_model
+from mlic.models.registry import ModelInputs, register_model
 
 
 class MultiScaleBaseline(nn.Module):
@@ -69,48 +65,15 @@ class MultiScaleSharedQuery(nn.Module):
         return self.layers_head(self.backbone(images), query)
 
 
-def _check_common(arch: str, dim: int, projection: Projection, layer_fusion: BranchFusion) -> None:
-    require_count(arch, dim=dim)
-    require_choice(arch, "projection", projection, Projection)
-    require_choice(arch, "layer_fusion", layer_fusion, BranchFusion)
-
-
 @register_model("msbaseline")
-def msbaseline(
-    *,
-    num_classes: int,
-    graph: LabelGraph,
-    backbone: str,
-    pretrained_path: str | None = None,
-    dim: int = 512,
-    projection: Projection = "conv_bn_relu",
-    layer_fusion: BranchFusion = "learned",
-) -> nn.Module:
+def msbaseline(*, inputs: ModelInputs, knobs: MsbaselineKnobs) -> nn.Module:
     """512-d stages through 1×1 conv–BN–ReLU, as SGFN and MGSGN project them; set `projection:
     plain` to match MSRN's reference projection."""
-    _check_common("msbaseline", dim, projection, layer_fusion)
-    return MultiScaleBaseline(
-        num_classes, backbone, pretrained_path, dim=dim, projection=projection, layer_fusion=layer_fusion
-    )
+    return MultiScaleBaseline(inputs.num_classes, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
 
 
 @register_model("msshared")
-def msshared(
-    *,
-    num_classes: int,
-    graph: LabelGraph,
-    backbone: str,
-    pretrained_path: str | None = None,
-    dim: int = 512,
-    projection: Projection = "conv_bn_relu",
-    layer_fusion: BranchFusion = "learned",
-    attention: Similarity = "cosine",
-) -> nn.Module:
+def msshared(*, inputs: ModelInputs, knobs: MssharedKnobs) -> nn.Module:
     """As `msbaseline`, with `attention` the form of label-guided attention the shared query uses
     (set it to what the research model under test uses)."""
-    _check_common("msshared", dim, projection, layer_fusion)
-    require_choice("msshared", "attention", attention, Similarity)
-    return MultiScaleSharedQuery(
-        num_classes, backbone, pretrained_path, dim=dim, projection=projection, layer_fusion=layer_fusion,
-        attention=attention,
-    )
+    return MultiScaleSharedQuery(inputs.num_classes, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())

@@ -14,37 +14,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import LabelGraphInput, MapFusion, MgsgnKnobs, QuerySource, ReconstructionStride, Similarity
 from mlic.models.layers import (
     STAGES_2_TO_4,
     Backbone,
     ConvProjection,
     CrossAttention2d,
     GCNStack,
-    LabelGraphInput,
     LabelGuidedAttention,
     LearnedQueries,
     MultiScaleProjection,
     PerLabelClassifier,
-    QuerySource,
-    Similarity,
     WeightedSum,
     register_graph_buffers,
 )
-from mlic.models.layers.knobs import require_choice, require_count, require_divisible
-from mlic.models.registry import register_model
-
-MapFusion = Literal["concat", "sum"]
-#: The stride of the map the deepest stage is rebuilt on: 32 is the deepest map itself; 16 and 8
-#: first upsample it to a finer stage's resolution, so the reconstructed map keeps finer detail
-#: (and label attention reads more locations: 12×12 instead of 3×3 at 96 px for stride 8).
-ReconstructionStride = Literal[32, 16, 8]
+from mlic.models.registry import ModelInputs, register_model
 
 
 class CrossScaleReconstruction(nn.Module):
@@ -180,46 +169,11 @@ class MGSGN(nn.Module):
 
 
 @register_model("mgsgn")
-def mgsgn(
-    *,
-    num_classes: int,
-    graph: LabelGraph,
-    backbone: str,
-    pretrained_path: str | None = None,
-    feature_dim: int = 512,
-    attention_dim: int = 128,
-    attention_heads: int = 4,
-    map_fusion: MapFusion = "concat",
-    channel_reduction: int = 16,
-    perspectives: int = 4,
-    top_k: int | None = 8,
-    gcn_hidden: int = 512,
-    attention: Similarity = "dot",
-    reconstruction_stride: ReconstructionStride = 32,
-    label_graph: LabelGraphInput = "cooccurrence",
-    queries: QuerySource = "semantic",
-) -> nn.Module:
+def mgsgn(*, inputs: ModelInputs, knobs: MgsgnKnobs) -> nn.Module:
     """The paper fixes the mechanisms, not these sizes: 512-d features (as MSRN); cross-layer
     attention in a 128-d inner space with 4 heads (its key/value projection runs over every
     stride-8 location, the costliest piece of the head); 4 perspectives; SE's reduction 16; each
     label keeping its 8 nearest labels in the dynamic graph (`top_k: null` keeps all); a 512-wide
     hidden GCN layer; the reconstruction on the deepest map's own grid (`reconstruction_stride`
     32)."""
-    require_count(
-        "mgsgn", feature_dim=feature_dim, attention_dim=attention_dim, attention_heads=attention_heads,
-        channel_reduction=channel_reduction, perspectives=perspectives, gcn_hidden=gcn_hidden,
-    )
-    if top_k is not None:
-        require_count("mgsgn", top_k=top_k)
-    require_divisible("mgsgn", "attention_dim", attention_dim, "attention_heads", attention_heads)
-    require_choice("mgsgn", "map_fusion", map_fusion, MapFusion)
-    require_choice("mgsgn", "attention", attention, Similarity)
-    require_choice("mgsgn", "reconstruction_stride", reconstruction_stride, ReconstructionStride)
-    require_choice("mgsgn", "label_graph", label_graph, LabelGraphInput)
-    require_choice("mgsgn", "queries", queries, QuerySource)
-    return MGSGN(
-        graph, backbone, pretrained_path, feature_dim=feature_dim, attention_dim=attention_dim,
-        attention_heads=attention_heads, map_fusion=map_fusion, channel_reduction=channel_reduction,
-        perspectives=perspectives, top_k=top_k, gcn_hidden=gcn_hidden, attention=attention,
-        reconstruction_stride=reconstruction_stride, label_graph=label_graph, queries=queries,
-    )
+    return MGSGN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())

@@ -6,17 +6,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import FeatureStride, LabelGraphInput, MlgcnKnobs, PoolKind
 from mlic.models.layers import (
     Backbone,
-    FeatureStride,
     GCNStack,
-    LabelGraphInput,
-    PoolKind,
     global_pool,
     register_graph_buffers,
 )
-from mlic.models.layers.knobs import require_choice, require_count
-from mlic.models.registry import register_model
+from mlic.models.registry import ModelInputs, register_model
 
 
 class MLGCN(nn.Module):
@@ -44,24 +41,7 @@ class MLGCN(nn.Module):
 
 
 @register_model("mlgcn")
-def mlgcn(
-    *,
-    num_classes: int,
-    graph: LabelGraph,
-    backbone: str,
-    pretrained_path: str | None = None,
-    hidden_dim: int = 1024,
-    pool: PoolKind = "max",
-    feature_stride: FeatureStride = 32,
-    label_graph: LabelGraphInput = "cooccurrence",
-) -> nn.Module:
+def mlgcn(*, inputs: ModelInputs, knobs: MlgcnKnobs) -> nn.Module:
     """`hidden_dim` is the paper's 1024; `pool` is global max as in the paper (avg as a knob);
     `feature_stride` 16 reads a dilated last stage (`Backbone.deepest`)."""
-    require_count("mlgcn", hidden_dim=hidden_dim)
-    require_choice("mlgcn", "pool", pool, PoolKind)
-    require_choice("mlgcn", "feature_stride", feature_stride, FeatureStride)
-    require_choice("mlgcn", "label_graph", label_graph, LabelGraphInput)
-    return MLGCN(
-        graph, backbone, pretrained_path, hidden_dim=hidden_dim, pool=pool, feature_stride=feature_stride,
-        label_graph=label_graph,
-    )
+    return MLGCN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())

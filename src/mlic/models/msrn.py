@@ -17,34 +17,26 @@ their labels through the assignment, one dot product per label), the attention (
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import LabelGraphInput, MsrnHead, MsrnKnobs, Projection, QuerySource, Similarity
 from mlic.models.layers import (
     STAGES_2_TO_4,
     Backbone,
     DiffPool,
     GATStack,
-    LabelGraphInput,
     LabelGuidedAttention,
     LearnedQueries,
     MultiScaleProjection,
     PerLabelClassifier,
-    Projection,
-    QuerySource,
-    Similarity,
     group_count,
     labels_with_groups,
     register_graph_buffers,
 )
-from mlic.models.layers.knobs import require_choice, require_count, require_divisible, require_range, require_weight
-from mlic.models.registry import register_model
-
-MsrnHead = Literal["mlp", "per_label"]
+from mlic.models.registry import ModelInputs, register_model
 
 
 class LabelSemantics(nn.Module):
@@ -137,44 +129,9 @@ class MSRN(nn.Module):
 
 
 @register_model("msrn")
-def msrn(
-    *,
-    num_classes: int,
-    graph: LabelGraph,
-    backbone: str,
-    pretrained_path: str | None = None,
-    semantic_dim: int = 512,
-    word_dim: int = 256,
-    gat_hidden: int = 300,
-    gat_heads: int = 1,
-    pool_ratio: float = 0.2,
-    group_loss_weight: float = 1e-4,
-    attention: Similarity = "channel",
-    projection: Projection = "plain",
-    head: MsrnHead = "mlp",
-    mlp_hidden: int = 2048,
-    label_graph: LabelGraphInput = "cooccurrence",
-    queries: QuerySource = "semantic",
-) -> nn.Module:
+def msrn(*, inputs: ModelInputs, knobs: MsrnKnobs) -> nn.Module:
     """Every default is the reference code's: 300-d word vectors through a 256-d linear layer,
     single-head GAT layers 256 → 300 → 512, K = ⌈0.2·C⌉ groups, group loss 1e-4, per-channel
     attention on a plain projection, and the tanh → 2048 → C MLP head. On COCO (80 labels, 16
     groups) that MLP's first layer holds 302 M weights (82 M on the demo's 21 labels): `head: per_label` is the light one."""
-    require_count(
-        "msrn", semantic_dim=semantic_dim, word_dim=word_dim, gat_hidden=gat_hidden, gat_heads=gat_heads,
-        mlp_hidden=mlp_hidden,
-    )
-    require_range("msrn", "pool_ratio", pool_ratio, 1e-6, 1.0)
-    require_weight("msrn", group_loss_weight=group_loss_weight)
-    require_divisible("msrn", "semantic_dim", semantic_dim, "gat_heads", gat_heads)
-    require_divisible("msrn", "gat_hidden", gat_hidden, "gat_heads", gat_heads)
-    require_choice("msrn", "attention", attention, Similarity)
-    require_choice("msrn", "projection", projection, Projection)
-    require_choice("msrn", "head", head, MsrnHead)
-    require_choice("msrn", "label_graph", label_graph, LabelGraphInput)
-    require_choice("msrn", "queries", queries, QuerySource)
-    return MSRN(
-        graph, backbone, pretrained_path, semantic_dim=semantic_dim, word_dim=word_dim, gat_hidden=gat_hidden,
-        gat_heads=gat_heads, pool_ratio=pool_ratio, group_loss_weight=group_loss_weight, attention=attention,
-        projection=projection, head=head, mlp_hidden=mlp_hidden, label_graph=label_graph, queries=queries,
-    )
+    return MSRN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())

@@ -6,25 +6,41 @@ plus its state_dict (graph inputs are buffers), so nothing pickled is ever loade
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from torch import nn
 
+from mlic.config import config_error
 from mlic.errors import ConfigError
 from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import Knobs, knobs_class
 
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What every builder gets besides its knobs: the label set, its graph, the backbone."""
+
+    num_classes: int
+    graph: LabelGraph
+    backbone: str
+    pretrained_path: str | None = None
+
+
+#: `builder(inputs=..., knobs=...)`: the knobs are the architecture's class in mlic.knobs, validated.
 ModelBuilder = Callable[..., nn.Module]
 _MODELS: dict[str, ModelBuilder] = {}
 
 
 def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Register a builder `fn(num_classes, graph, backbone, pretrained_path, **knobs) -> nn.Module`."""
+    """Register a builder; its knobs are `models.<name>` (mlic.knobs), so the name must have a class there."""
 
     def decorate(builder: ModelBuilder) -> ModelBuilder:
         if name in _MODELS:
             raise ValueError(f"model '{name}' registered twice")
+        knobs_class(name)
         _MODELS[name] = builder
         return builder
 
@@ -41,15 +57,27 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def validate_knobs(name: str, knobs: Knobs | Mapping[str, Any]) -> Knobs:
+    """The architecture's typed knobs from a mapping (a saved spec, a test) or as they are;
+    a bad knob is a ConfigError naming `models.<name>.<knob>`."""
+    if isinstance(knobs, Knobs):
+        return knobs
+    try:
+        return knobs_class(name).model_validate(dict(knobs))
+    except ValidationError as exc:
+        raise config_error(exc, "models", prefix=("models", name)) from None
+
+
 def create_model(
     name: str,
     num_classes: int,
     graph: LabelGraph,
     backbone: str = "resnet18",
     pretrained_path: str | None = None,
-    **knobs: Any,
+    knobs: Knobs | Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """Build architecture `name`; unknown names and unknown knobs are ConfigErrors naming the field."""
+    """Build architecture `name` from its knobs (typed, or a mapping of the ones that depart from
+    the defaults); unknown names and bad knobs are ConfigErrors naming the field."""
     _ensure_builtin_models()
     if name not in _MODELS:
         raise ConfigError(
@@ -63,28 +91,16 @@ def create_model(
             field="graph",
             fix="re-run the graph step on the current prepared data",
         )
-    builder = _MODELS[name]
-    _check_knobs(name, builder, knobs)
-    return builder(num_classes=num_classes, graph=graph, backbone=backbone, pretrained_path=pretrained_path, **knobs)
-
-
-def _check_knobs(name: str, builder: ModelBuilder, knobs: dict[str, Any]) -> None:
-    """Reject unknown knobs up front (by signature), so a TypeError deep inside a model is never
-    mistaken for the user's typo."""
-    accepted = set(inspect.signature(builder).parameters) - {"num_classes", "graph", "backbone", "pretrained_path"}
-    unknown = sorted(set(knobs) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"architecture '{name}' has no knob {', '.join(repr(k) for k in unknown)}",
-            field=f"models.{name}.{unknown[0]}",
-            fix=f"use one of: {', '.join(sorted(accepted)) or '(none)'} (see docs/models.md)",
-        )
+    typed = validate_knobs(name, knobs if knobs is not None else {})
+    inputs = ModelInputs(num_classes, graph, backbone, pretrained_path)
+    return _MODELS[name](inputs=inputs, knobs=typed)
 
 
 def model_spec(
-    arch: str, graph: LabelGraph, backbone: str, image_size: int, knobs: dict[str, Any]
+    arch: str, graph: LabelGraph, backbone: str, image_size: int, knobs: Knobs | Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The JSON config saved beside a state_dict: enough to rebuild the module exactly."""
+    """The JSON config saved beside a state_dict: enough to rebuild the module exactly (every
+    knob written out, so a later change of a default cannot change a saved model)."""
     return {
         "arch": arch,
         "backbone": backbone,
@@ -92,11 +108,11 @@ def model_spec(
         "embedding_dim": graph.embedding_dim,
         "image_size": image_size,
         "label_names": list(graph.label_names),
-        "knobs": dict(knobs),
+        "knobs": validate_knobs(arch, knobs).model_dump(mode="json"),
     }
 
 
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Rebuild an untrained module with the right shapes; load its state_dict afterwards."""
     graph = LabelGraph.placeholder(spec["num_classes"], spec["embedding_dim"])
-    return create_model(spec["arch"], spec["num_classes"], graph, backbone=spec["backbone"], **spec["knobs"])
+    return create_model(spec["arch"], spec["num_classes"], graph, backbone=spec["backbone"], knobs=spec["knobs"])

@@ -18,34 +18,33 @@ The paper's abstract says no more of "global" semantics than the word, so the re
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
 from mlic.graph.label_graph import LabelGraph
+from mlic.knobs import (
+    BranchFusion,
+    GlobalSemantics,
+    LabelGraphInput,
+    QuerySource,
+    SemanticCombine,
+    SgfnKnobs,
+    Similarity,
+)
 from mlic.models.layers import (
     STAGES_2_TO_4,
     AttentionPooling,
     Backbone,
-    BranchFusion,
     CrossAttention2d,
     DiffPool,
     GCNStack,
-    LabelGraphInput,
     LearnedQueries,
     MultiLayerSemanticHead,
-    QuerySource,
-    SemanticCombine,
     SemanticFusion,
-    Similarity,
     group_count,
     register_graph_buffers,
 )
-from mlic.models.layers.knobs import require_choice, require_count, require_range
-from mlic.models.registry import register_model
-
-GlobalSemantics = Literal["groups", "shared", "none"]
+from mlic.models.registry import ModelInputs, register_model
 
 
 class LocalGlobalSemantics(nn.Module):
@@ -126,40 +125,9 @@ class SGFN(nn.Module):
 
 
 @register_model("sgfn")
-def sgfn(
-    *,
-    num_classes: int,
-    graph: LabelGraph,
-    backbone: str,
-    pretrained_path: str | None = None,
-    semantic_dim: int = 512,
-    gcn_hidden: int = 1024,
-    fam_reduction: int = 2,
-    fam_heads: int = 1,
-    global_semantics: GlobalSemantics = "groups",
-    pool_ratio: float = 0.2,
-    combine: SemanticCombine = "concat",
-    layer_fusion: BranchFusion = "learned",
-    attention: Similarity = "dot",
-    label_graph: LabelGraphInput = "cooccurrence",
-    queries: QuerySource = "semantic",
-) -> nn.Module:
+def sgfn(*, inputs: ModelInputs, knobs: SgfnKnobs) -> nn.Module:
     """`fam_reduction` 2 and one head follow the non-local block (inner width = channels / 2);
     the paper's learned fusion of layer predictions is the default; `pool_ratio` sizes the
     groups as MSRN does; `combine` only matters for the `shared` reading. The loss is BCE: the
     paper's ASL option is not implemented."""
-    require_count(
-        "sgfn", semantic_dim=semantic_dim, gcn_hidden=gcn_hidden, fam_reduction=fam_reduction, fam_heads=fam_heads
-    )
-    require_range("sgfn", "pool_ratio", pool_ratio, 1e-6, 1.0)
-    require_choice("sgfn", "global_semantics", global_semantics, GlobalSemantics)
-    require_choice("sgfn", "combine", combine, SemanticCombine)
-    require_choice("sgfn", "layer_fusion", layer_fusion, BranchFusion)
-    require_choice("sgfn", "attention", attention, Similarity)
-    require_choice("sgfn", "label_graph", label_graph, LabelGraphInput)
-    require_choice("sgfn", "queries", queries, QuerySource)
-    return SGFN(
-        graph, backbone, pretrained_path, semantic_dim=semantic_dim, gcn_hidden=gcn_hidden,
-        fam_reduction=fam_reduction, fam_heads=fam_heads, global_semantics=global_semantics, pool_ratio=pool_ratio,
-        combine=combine, layer_fusion=layer_fusion, attention=attention, label_graph=label_graph, queries=queries,
-    )
+    return SGFN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())

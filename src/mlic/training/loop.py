@@ -139,7 +139,7 @@ class Trainer:
         self.knobs = config.model_knobs(arch)
         self.model = create_model(
             arch, self.num_classes, self.graph, backbone=self.settings.backbone,
-            pretrained_path=self.settings.pretrained_path, **self.knobs,
+            pretrained_path=self.settings.pretrained_path, knobs=self.knobs,
         ).to(self.device)
         self.train_set = MultiLabelDataset(
             paths.split_file("train"), self.num_classes,
@@ -181,7 +181,12 @@ class Trainer:
             else self.model
         )
         self.fingerprint = run_fingerprint(
-            {"arch": arch, "train": self.settings.model_dump(), "knobs": self.knobs, "world": self.context.world_size},
+            {
+                "arch": arch,
+                "train": self.settings.model_dump(),
+                "knobs": self.knobs.model_dump(mode="json"),
+                "world": self.context.world_size,
+            },
             [paths.split_file("train"), paths.graph_file],
         )
 

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Similarity = Literal["dot", "cosine", "channel"]
+from mlic.knobs import Similarity
+
 Normalisation = Literal["softmax", "relu"]
 
 

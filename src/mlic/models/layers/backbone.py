@@ -9,21 +9,16 @@ never hard-coded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import timm
 from torch import Tensor, nn
 
 from mlic.errors import ConfigError
+from mlic.knobs import FeatureStride
 
 #: The strides of ResNet stages 2–4: what the multi-layer models (MSRN, MGSGN, SGFN) read.
 STAGES_2_TO_4 = (8, 16, 32)
-
-#: The stride of the one map a single-map model (baseline, ML-GCN, CMA-SGE) reads: 32 is the
-#: last stage as the papers use it; 16 dilates that stage, so the same channels come on a map
-#: twice as fine (a 6×6 map at 96 px instead of 3×3), for about 1.5× the training time
-#: (resnet18 at 96 px, docs/models.md).
-FeatureStride = Literal[32, 16]
 
 
 class Backbone(nn.Module):

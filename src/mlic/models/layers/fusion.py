@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-BranchFusion = Literal["sum", "mean", "learned"]
-SemanticCombine = Literal["sum", "concat"]
+from mlic.knobs import BranchFusion, SemanticCombine
 
 
 class WeightedSum(nn.Module):

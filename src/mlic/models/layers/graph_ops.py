@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 from torch import nn
 
 from mlic.graph.label_graph import LabelGraph
-
-#: What a graph model is given as its label graph (the `label_graph` knob of every graph model):
-#: the real co-occurrence graph and word embeddings; the same graph and embeddings with the
-#: labels shuffled (a graph as structured as the real one, attached to the wrong labels); or
-#: none (no edges, and label vectors that are distinct but carry no word meaning). The last two
-#: are ablations: what a model keeps of its score without them is not owed to the label graph.
-LabelGraphInput = Literal["cooccurrence", "shuffled", "none"]
+from mlic.knobs import LabelGraphInput
 
 #: Fixed, so an ablated model is rebuilt with the same inputs and two runs differ only by their seed.
 ABLATION_SEED = 0

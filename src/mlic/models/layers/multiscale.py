@@ -6,18 +6,13 @@ Small objects are resolved only in the shallower, finer maps (stride 8), while t
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import Tensor, nn
 
+from mlic.knobs import Projection
 from mlic.models.layers.attention import LabelGuidedAttention, Similarity
 from mlic.models.layers.classifier import PerLabelClassifier
 from mlic.models.layers.fusion import BranchFusion, WeightedSum
 from mlic.models.layers.queries import labels_with_groups
-
-#: How a stage is brought to the common width: a plain 1×1 conv with bias (MSRN's reference),
-#: or 1×1 conv → BN → ReLU (every key non-negative, so a query can only weigh channels up).
-Projection = Literal["plain", "conv_bn_relu"]
 
 
 class ConvProjection(nn.Sequential):

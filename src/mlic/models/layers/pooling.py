@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import math
 
 import torch
 from torch import Tensor, nn
 
+from mlic.knobs import PoolKind
 from mlic.models.layers.gat import GATStack
-
-PoolKind = Literal["avg", "max"]
 
 
 def global_pool(kind: PoolKind) -> nn.Module:

@@ -9,12 +9,9 @@ attention as such.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
-
-QuerySource = Literal["semantic", "learned"]
 
 
 class LearnedQueries(nn.Module):
