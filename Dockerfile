@@ -66,8 +66,8 @@ COPY --from=builder /opt/mlic /opt/mlic
 USER 10001:10001
 WORKDIR /home/mlic
 EXPOSE 8080 8082
-# /ping answers once the frontend is up; a model's readiness is a real prediction (docs/operations.md).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4)"]
+# Healthy = the model answers a real prediction (/ping says Healthy before the model can predict).
+HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "mlic.serving.probe"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", "/mnt/models/config/config.properties"]

@@ -52,7 +52,7 @@ def test_targets_run_as_an_unprivileged_user_with_pinned_packages(target: str) -
 def test_serving_has_java_17_torchserve_and_a_healthcheck() -> None:
     serving = " ".join(stages()["serving"])
     assert "openjdk-17-jre-headless" in serving
-    assert "HEALTHCHECK" in serving and "/ping" in serving
+    assert "HEALTHCHECK" in serving and '"-m", "mlic.serving.probe"' in serving  # a real prediction, not /ping
     assert "torchserve" in serving and "/mnt/models/config/config.properties" in serving
 
 
