@@ -62,3 +62,27 @@ def test_minilm_embeddings_carry_everyday_relations():
     similarity = vectors @ vectors.T
     assert similarity[0, 1] > similarity[0, 3]  # a boat is closer to the sea than to a street
     assert similarity[2, 3] > similarity[2, 1]
+
+
+def test_mlic_graph_imports_neither_torch_nor_timm(tmp_path):
+    """The graph step is NumPy: with word vectors from a file, `mlic graph` loads no deep-learning
+    library (the MiniLM source loads the sentence model, and torch with it, only when it runs)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from prepared_data import make_prepared, tiny_params
+
+    make_prepared(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path)))
+    code = (
+        "import sys; from mlic.cli import app\n"
+        "try:\n    app(['graph', '--params', 'params.yaml', '--root', '.'])\n"
+        "except SystemExit as done:\n    assert not done.code, done.code\n"
+        "print('loaded:', sorted(m for m in ('torch', 'timm') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "loaded: []" in result.stdout
+    assert (tmp_path / "artifacts" / "graph").is_dir()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlic.models.layers.graph_ops import symmetric_normalise_np
-
 
 def cooccurrence_counts(label_lists: list[list[int]], num_classes: int) -> np.ndarray:
     """`counts[i, j]` = number of images holding both i and j; the diagonal holds label counts."""
@@ -36,4 +34,11 @@ def reweighted_adjacency(counts: np.ndarray, threshold: float, reweight: float) 
         spread = np.where(neighbour_sums > 0, binary * reweight / neighbour_sums, 0.0)
     self_weight = np.where(neighbour_sums[:, 0] > 0, 1.0 - reweight, 1.0)
     adjacency = spread + np.diag(self_weight)
-    return symmetric_normalise_np(adjacency).astype(np.float32)
+    return symmetric_normalise(adjacency).astype(np.float32)
+
+
+def symmetric_normalise(adjacency: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """`D^-1/2 A D^-1/2`: keeps repeated propagation from growing or shrinking features."""
+    degree = np.maximum(np.asarray(adjacency, dtype=np.float64).sum(axis=-1), eps)
+    inv_sqrt = degree**-0.5
+    return inv_sqrt[..., :, None] * adjacency * inv_sqrt[..., None, :]

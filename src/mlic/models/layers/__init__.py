@@ -9,7 +9,6 @@ from mlic.models.layers.gcn import GCNStack, GraphConvolution, GraphStack
 from mlic.models.layers.graph_ops import (
     ablated_graph_inputs,
     register_graph_buffers,
-    symmetric_normalise,
     synthetic_label_graph,
 )
 from mlic.models.layers.multiscale import ConvProjection, MultiLayerSemanticHead, MultiScaleProjection
@@ -41,6 +40,5 @@ __all__ = [
     "group_count",
     "labels_with_groups",
     "register_graph_buffers",
-    "symmetric_normalise",
     "synthetic_label_graph",
 ]
