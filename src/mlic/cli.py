@@ -235,3 +235,13 @@ _register_pipeline_commands()
 
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
+def _register_data_commands() -> None:
+    """`mlic data add | import` live with the data code (DVC runs as a subprocess of the commands)."""
+    from mlic.data.cli import data_app
+
+    app.add_typer(data_app, name="data", help="Put a dataset under DVC in data/raw/ and point params.yaml at it.")
+
+
+_register_data_commands()
+
+

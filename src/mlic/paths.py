@@ -44,6 +44,11 @@ class Paths:
     def data_metrics(self) -> Path:
         return self.metrics / "data.json"
 
+    @property
+    def label_frequency(self) -> Path:
+        """Images per label and split: a committed table beside the metrics, not a metric (80+ columns)."""
+        return self.metrics / "label_frequency.csv"
+
     # graph
     @property
     def graph_dir(self) -> Path:
@@ -66,7 +71,8 @@ class Paths:
         return self.root / "artifacts" / "checkpoints" / arch / "last.pt"
 
     def train_logs(self, arch: str) -> Path:
-        return self.root / "reports" / "train" / arch
+        """dvclive's metrics.json and curves: under metrics/, committed, so `dvc metrics diff <rev>` finds them."""
+        return self.metrics / "train" / arch
 
     # evaluate
     @property

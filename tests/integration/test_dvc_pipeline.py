@@ -3,59 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dvc_project import TINY, make_project, run  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "architectures": ["baseline", "mlgcn"],
-    "data": {"synthetic": {"num_images": 150, "image_size": 48}},
-    "validate": {"min_positives": 1},
-    "train": {"image_size": 32, "epochs": 1, "batch_size": 16},
-    "models": {"baseline": {"dropout": 0.0}, "mlgcn": {"hidden_dim": 64, "pool": "max"}},
-    "evaluate": {"min_map": 0.0},
-}
-
-
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        base[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return base
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git+DVC project holding our dvc.yaml, tiny params, and the sources the stages hash."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(PROJECT / name, root / name)
-    for folder in ("src", "serving"):
-        shutil.copytree(PROJECT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = _merge(yaml.safe_load((PROJECT / "params.yaml").read_text()), TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text((PROJECT / ".gitignore").read_text())
-    run(["git", "init", "-q"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], root)
+    root = make_project(tmp_path_factory.mktemp("project"), TINY)
     run(["dvc", "repro"], root)
     return root
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import shutil
@@ -44,7 +45,10 @@ def test_clean_data_passes_with_metrics_and_reports(prepared: Paths, make_config
     result = validate.run(make_config(), prepared)
     metrics = json.loads(prepared.data_metrics.read_text())
     assert sum(metrics["images"].values()) == 60 and metrics["num_labels"] == 21
-    assert set(metrics["label_frequency"]["cup"]) == {"train", "val", "test"}
+    assert set(metrics) == {"num_labels", "images", "image_labels"}  # few columns in `dvc exp show`
+    frequency = list(csv.DictReader(prepared.label_frequency.open()))
+    assert len(frequency) == 21 and list(frequency[0]) == ["label", "train", "val", "test"]
+    assert sum(int(row["train"]) for row in frequency) == metrics["image_labels"]["train"]
     train_labels = sum(len(r.labels) for r in load_split(prepared.split_file("train")).records)
     assert metrics["image_labels"]["train"] == train_labels
     stored = json.loads((prepared.validation_reports / validate.RESULT_FILE).read_text())
@@ -78,7 +82,7 @@ def test_bad_image_files_are_each_reported_and_metrics_removed(prepared: Paths, 
     assert "the image file exists and decodes" in message and "no identical image in another split" in message
     assert message.splitlines()[1].split() == ["file", "field", "value", "rule"]
     assert message.rstrip().endswith(str(prepared.validation_reports / validate.DATA_DOCS_INDEX))
-    assert not prepared.data_metrics.exists()
+    assert not prepared.data_metrics.exists() and not prepared.label_frequency.exists()
     stored = json.loads((prepared.validation_reports / validate.RESULT_FILE).read_text())
     assert stored["success"] is False
     assert (prepared.validation_reports / validate.DATA_DOCS_INDEX).is_file()

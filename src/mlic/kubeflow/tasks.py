@@ -124,12 +124,12 @@ def validate(
     config = _config(params_json, "validate")
     with layout.staged_root(Path(prepared.path)) as paths:
         result = step.run(config, paths)
-        layout.export(paths, [paths.validation_reports, paths.data_metrics], _folder(validation))
+        layout.export(paths, [paths.validation_reports, paths.data_metrics, paths.label_frequency], _folder(validation))
         shutil.copy2(result.report, report.path)
         counts = read_json(paths.data_metrics, what="data metrics")
         log.info(result.summary())
-    # Per-label counts (80 for COCO) stay in the validation artifact's metrics/data.json.
-    _log_numbers(data_metrics, {key: value for key, value in counts.items() if key != "label_frequency"})
+    # Per-label counts (80 for COCO) stay in the validation artifact's metrics/label_frequency.csv.
+    _log_numbers(data_metrics, counts)
 
 
 def graph(params_json: str, prepared: ArtifactLike, graph: ArtifactLike) -> None:

@@ -16,15 +16,18 @@ pixels) in two splits.
 Outputs: `reports/validation/` (rebuilt whole) holds `validation_result.json` (the GX results)
 and GX **data docs** from a file-backed context with `UpdateDataDocsAction`
 (`gx/uncommitted/data_docs/local_site/index.html`; static HTML, readable offline — only its
-stylesheets come from a CDN). `metrics/data.json` (counts per split, per-label frequencies) is
-written only when every expectation passes, so `dvc repro` stops here; any stale one is removed
+stylesheets come from a CDN). `metrics/data.json` (counts per split) and
+`metrics/label_frequency.csv` (images per label and split) are written only when every expectation
+passes, so `dvc repro` stops here; any stale one is removed
 first. A failure raises `ValidationFailed` with a short table (file, field, value, rule) and the
 report path.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import logging
 import os
 import time
@@ -43,7 +46,7 @@ from mlic.data.canonical import LabelSet, PreparedSplit, load_labels, load_split
 from mlic.data.images import decode_image
 from mlic.data.split import SPLIT_NAMES
 from mlic.errors import DataError, ValidationFailed
-from mlic.io import atomic_dir, write_json
+from mlic.io import atomic_dir, write_json, write_text
 from mlic.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -311,23 +314,35 @@ def failure_table(failures: list[Failure], report: Path) -> str:
 
 
 def data_metrics(tables: Tables, labels: LabelSet) -> dict[str, Any]:
-    """Counts per split and per-label frequencies: small, flat enough for `dvc metrics diff`."""
+    """Counts per split: a handful of columns in `dvc exp show`, comparable across data versions.
+
+    Per-label counts (80 labels × 3 splits for COCO) would bury the models' mAP there: they go to
+    `label_frequency_table` instead.
+    """
     images_per_split = tables.images.groupby("split").size()
     labels_per_split = tables.annotations.groupby("split").size()
     return {
         "num_labels": labels.num_classes,
         "images": {split: int(images_per_split.get(split, 0)) for split in SPLIT_NAMES},
         "image_labels": {split: int(labels_per_split.get(split, 0)) for split in SPLIT_NAMES},
-        "label_frequency": {
-            row["name"]: {split: int(row[f"{split}_images"]) for split in SPLIT_NAMES} for row in tables.labels.to_dict("records")
-        },
     }
+
+
+def label_frequency_table(tables: Tables) -> str:
+    """Images per label and split as CSV (label,train,val,test): `git diff` shows what a data version changed."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["label", *SPLIT_NAMES])
+    for row in tables.labels.to_dict("records"):
+        writer.writerow([row["name"], *(int(row[f"{split}_images"]) for split in SPLIT_NAMES)])
+    return text.getvalue()
 
 
 def run(config: Config, paths: Paths) -> ValidateResult:
     """Validate data/prepared/; writes reports always, metrics/data.json only when all passes."""
     started = time.perf_counter()
     paths.data_metrics.unlink(missing_ok=True)  # never leave a stale "passed" behind a failure
+    paths.label_frequency.unlink(missing_ok=True)
     labels = load_labels(paths.labels_file)
     split_files = {split: paths.split_file(split) for split in SPLIT_NAMES}
     splits = {split: load_split(path) for split, path in split_files.items()}
@@ -347,6 +362,7 @@ def run(config: Config, paths: Paths) -> ValidateResult:
             fix="repair or remove the listed items in the source data and re-run `mlic prepare` and "
             "`mlic validate` (or change a validate.* knob deliberately)",
         )
+    write_text(paths.label_frequency, label_frequency_table(tables))
     write_json(paths.data_metrics, data_metrics(tables, labels))
     return ValidateResult(
         split_sizes={split: len(prepared.records) for split, prepared in splits.items()},

@@ -1,0 +1,159 @@
+"""Data versions with the real DVC: `mlic data add | import`, a new version re-running the pipeline,
+and `dvc metrics diff` / `dvc exp show` / `dvc plots show` across two commits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import write_coco_2014  # noqa: E402
+from dvc_project import TINY, commit, make_project, merge, run  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+#: One architecture is enough to see data flow through; COCO images are 20–40 px.
+TINY_COCO = merge(json.loads(json.dumps(TINY)), {"architectures": ["baseline"], "data": {"split": {"val": 0.25}}})
+#: The COCO 2014 protocol: train on the train file, report on the val file, val carved from train.
+COCO_2014_OPTIONS = [
+    "--source", "coco",
+    "--annotations", "train=annotations/instances_train2014.json", "--annotations", "test=annotations/instances_val2014.json",
+    "--images", "train=train2014", "--images", "test=val2014",
+]
+STAGES = {"prepare", "validate", "graph", "train@baseline", "evaluate", "package"}
+
+
+def _ran(result: subprocess.CompletedProcess) -> set[str]:
+    return {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")}
+
+
+def _relabel_first_annotation(instances: Path) -> None:
+    """A new data version: the first annotation now names another category."""
+    payload = json.loads(instances.read_text())
+    first = payload["annotations"][0]
+    first["category_id"] = next(c["id"] for c in payload["categories"] if c["id"] != first["category_id"])
+    instances.write_text(json.dumps(payload))
+
+
+@pytest.fixture(scope="module")
+def versioned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """A project whose COCO set went through `mlic data add`, `dvc repro`, a commit, one changed
+    annotation, `dvc repro` again and a second commit: (root, first repro, second repro)."""
+    root = make_project(tmp_path_factory.mktemp("versions"), TINY_COCO)
+    write_coco_2014(root / "data" / "raw" / "coco")
+    added = run(["mlic", "data", "add", "data/raw/coco", *COCO_2014_OPTIONS], root)
+    assert "data/raw/coco.dvc" in added.stdout
+    first = run(["dvc", "repro"], root)
+    commit(root, "COCO v1")
+    _relabel_first_annotation(root / "data/raw/coco/annotations/instances_train2014.json")
+    second = run(["dvc", "repro"], root)
+    commit(root, "COCO v2")
+    return root, first, second
+
+
+def test_data_add_writes_the_params_that_point_prepare_at_the_dataset(versioned: tuple) -> None:
+    root, first, _ = versioned
+    data = yaml.safe_load((root / "params.yaml").read_text())["data"]
+    assert data["source"] == "coco"
+    assert data["path"] == {
+        "train": "data/raw/coco/annotations/instances_train2014.json",
+        "test": "data/raw/coco/annotations/instances_val2014.json",
+    }
+    assert data["image_dir"] == {"train": "data/raw/coco/train2014", "test": "data/raw/coco/val2014"}
+    assert _ran(first) == STAGES
+    assert "is outside" not in first.stderr  # the dataset is under DVC: no warning
+
+
+def test_a_new_data_version_reruns_prepare_and_everything_downstream(versioned: tuple) -> None:
+    root, _, second = versioned
+    assert _ran(second) == STAGES
+    assert run(["dvc", "status"], root).stdout.strip() == "Data and pipelines are up to date."
+    assert run(["git", "status", "--porcelain"], root).stdout == ""  # dvc.lock, .dvc, metrics/: all committed
+    no_op = run(["dvc", "repro"], root)
+    assert _ran(no_op) == set()
+
+
+def test_metrics_diff_between_two_data_versions_shows_each_models_map(versioned: tuple) -> None:
+    root, _, _ = versioned
+    diff = run(["dvc", "metrics", "diff", "HEAD~1", "--all", "--json"], root)
+    assert "failed to load" not in diff.stdout + diff.stderr
+    changes = json.loads(diff.stdout)
+    assert {"old", "new"} <= set(changes["metrics/evaluation.json"]["baseline.mAP"])
+    assert changes["metrics/data.json"]["num_labels"] == {"old": 3, "new": 3, "diff": 0}
+    shown = run(["dvc", "metrics", "diff", "HEAD~1", "--all"], root)
+    assert "failed to load" not in shown.stdout + shown.stderr and "metrics/train/baseline/metrics.json" in shown.stdout
+
+
+def _columns(table: str) -> list[str]:
+    return [cell.strip() for cell in table.splitlines()[0].strip("|").split("|")]
+
+
+def test_exp_show_puts_the_models_map_before_data_counts(versioned: tuple) -> None:
+    root, _, _ = versioned
+    columns = _columns(run(["dvc", "exp", "show", "--md"], root).stdout)
+    assert columns.index("baseline.mAP") < columns.index("num_labels")
+    assert not any(name in column for column in columns for name in ("label_frequency", "boat", "cup"))
+    # the README's view: one row per commit, the models' mAP only
+    table = run(["dvc", "exp", "show", "--md", "-n", "2", "--drop", "^(?!Experiment$|Created$|.*mAP$)"], root).stdout
+    assert _columns(table)[:2] == ["Experiment", "Created"] and "baseline.mAP" in _columns(table)
+    assert all(column.endswith("mAP") for column in _columns(table)[2:])
+    assert len([line for line in table.splitlines() if line.strip()]) == 5  # header, rule, workspace, two commits
+
+
+def test_plots_render_offline(versioned: tuple) -> None:
+    root, _, _ = versioned
+    run(["dvc", "plots", "show", "-o", "plots_html"], root)
+    html = (root / "plots_html" / "index.html").read_text()
+    assert "<img" in html and "map_by_arch.png" in html
+    assert "cdn." not in html and "https://" not in html
+
+
+def test_a_folder_outside_the_repository_is_imported_with_its_origin(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "project", TINY_COCO)
+    outside = write_coco_2014(tmp_path / "elsewhere" / "coco2014")
+    run(["mlic", "data", "add", str(outside), "--name", "coco", *COCO_2014_OPTIONS], root)
+    imported = yaml.safe_load((root / "data/raw/coco.dvc").read_text())
+    assert imported["deps"][0]["path"] == str(outside)
+    assert (root / "data/raw/coco/train2014").is_dir()
+    commit(root, "COCO imported")
+    _relabel_first_annotation(outside / "annotations/instances_train2014.json")
+    run(["dvc", "update", "data/raw/coco.dvc"], root)  # the new version at the origin
+    updated = yaml.safe_load((root / "data/raw/coco.dvc").read_text())
+    assert updated["deps"][0]["md5"] != imported["deps"][0]["md5"] and updated["outs"][0]["md5"] != imported["outs"][0]["md5"]
+    assert json.loads((root / "data/raw/coco/annotations/instances_train2014.json").read_text()) == json.loads(
+        (outside / "annotations/instances_train2014.json").read_text()
+    )
+
+
+def test_a_dataset_of_a_data_registry_is_imported_at_a_revision(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    run(["git", "init", "-q"], registry)
+    run(["dvc", "init", "-q"], registry)
+    run(["dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote")], registry)
+    write_coco_2014(registry / "coco")
+    run(["dvc", "add", "coco"], registry)
+    commit(registry, "COCO v1")
+    run(["git", "tag", "v1"], registry)
+    run(["dvc", "push"], registry)
+
+    root = make_project(tmp_path / "project", TINY_COCO)
+    result = run(["mlic", "data", "import", str(registry), "coco", "--rev", "v1", *COCO_2014_OPTIONS], root)
+    assert "dvc import" in result.stdout
+    dvc_file = yaml.safe_load((root / "data/raw/coco.dvc").read_text())
+    assert dvc_file["deps"][0]["repo"]["rev"] == "v1"
+    assert (root / "data/raw/coco/annotations/instances_val2014.json").is_file()
+    assert yaml.safe_load((root / "params.yaml").read_text())["data"]["source"] == "coco"
+
+
+def test_a_dataset_inside_the_repository_but_outside_data_raw_is_refused(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "project", TINY_COCO)
+    write_coco_2014(root / "coco")
+    result = run(["mlic", "data", "add", "coco", *COCO_2014_OPTIONS], root, check=False)
+    assert result.returncode == 3 and "outside data/raw/" in result.stderr and "move it to data/raw/coco" in result.stderr
+    assert not (root / "coco.dvc").exists()
