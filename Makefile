@@ -49,4 +49,4 @@ lint: install
 	$(BIN)/python -m compileall -q src tests bench
 
 clean:  ## remove pipeline outputs (not the venv)
-	rm -rf data artifacts reports .mlic
+	rm -rf data/prepared artifacts reports .mlic   # data/raw/ holds the datasets under DVC
