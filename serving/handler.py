@@ -69,7 +69,9 @@ class MlicHandler(BaseHandler):
             try:
                 request = parse_request(row, context.get_all_request_header(index), name)
                 images = {
-                    (index, position): self.served.to_input(image.image, f"{name} instance {position}" if request.v1 else name)
+                    (index, position): self.served.to_input(
+                        image.image, f"{name} instance {position}" if request.v1 else name
+                    )
                     for position, image in enumerate(request.images)
                 }
             except DataError as error:

@@ -103,7 +103,9 @@ def test_kserve_v1_route_answers_predictions_and_serves_the_readiness_probe(
 
     assert probe("--token-file", str(endpoint.key_file)).returncode == 0
     refused = probe()  # no token: TorchServe refuses, the probe says why
-    assert refused.returncode == 1 and "not ready: HTTP 400" in refused.stderr and "InvalidKeyException" in refused.stderr
+    assert (
+        refused.returncode == 1 and "not ready: HTTP 400" in refused.stderr and "InvalidKeyException" in refused.stderr
+    )
 
 
 def test_bad_input_is_a_400_with_a_message_and_the_server_keeps_serving(endpoint: server.Endpoint, photo: Path) -> None:
@@ -223,7 +225,9 @@ def test_readme_curl_example_answers(endpoint: server.Endpoint, photo: Path) -> 
     script = "\n".join(lines).replace("8080", str(endpoint.ports["inference"]))
     script = script.replace(".mlic/serve/key_file.json", str(endpoint.key_file)).replace("image.jpg", str(photo))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "labels" in json.loads(done.stdout)
 
@@ -295,7 +299,9 @@ def test_cli_serve_predict_stop(project: Path, photo: Path) -> None:
             (str(album / "copy.png"), 200),
             (str(photo), 200),
         ]
-        assert lines[0]["error"]["message"].startswith("HTTP 400: cannot decode image") and "labels" in lines[1]["answer"]
+        assert (
+            lines[0]["error"]["message"].startswith("HTTP 400: cannot decode image") and "labels" in lines[1]["answer"]
+        )
         assert mixed.returncode == ServingError.exit_code and "1 of 3 images failed" in mixed.stderr
     finally:
         stopped = _mlic("serve", "--stop", root=project)

@@ -94,7 +94,9 @@ def test_readiness_is_a_prediction_of_the_packaged_model_on_loopback() -> None:
     assert url == DEFAULT_URL == f"{properties['inference_address']}/v1/models/{package.model_name}:predict"
     assert container["readinessProbe"]["timeoutSeconds"] > 10  # the probe's own timeout answers first
     assert str(container["ports"][0]["containerPort"]) == properties["inference_address"].rsplit(":", 1)[1]
-    assert runtime["spec"]["annotations"]["prometheus.kserve.io/port"] == properties["metrics_address"].rsplit(":", 1)[1]
+    assert (
+        runtime["spec"]["annotations"]["prometheus.kserve.io/port"] == properties["metrics_address"].rsplit(":", 1)[1]
+    )
 
 
 def test_torchserve_in_the_pod_listens_on_loopback_only() -> None:
@@ -111,13 +113,19 @@ def test_the_endpoint_is_closed_to_everyone_the_policy_does_not_name() -> None:
     (service,) = _manifests("inferenceservice.yaml")
     policy, account = _manifests("authorizationpolicy.yaml")
     assert (policy["apiVersion"], policy["kind"]) == ("security.istio.io/v1", "AuthorizationPolicy")
-    assert policy["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": service["metadata"]["name"]}
+    assert policy["spec"]["selector"]["matchLabels"] == {
+        "serving.kserve.io/inferenceservice": service["metadata"]["name"]
+    }
     assert policy["spec"]["action"] == "ALLOW"
     rules = policy["spec"]["rules"]
     for rule in rules:  # a rule without sources, or with a wildcard source, would open it to all
         sources = [entry["source"] for entry in rule["from"]]
         assert sources and all(source.get("principals") or source.get("namespaces") for source in sources)
-        assert all("*" not in value for source in sources for value in [*source.get("principals", []), *source.get("namespaces", [])])
+        assert all(
+            "*" not in value
+            for source in sources
+            for value in [*source.get("principals", []), *source.get("namespaces", [])]
+        )
     gateway, clients, autoscaler = rules
     assert gateway["when"] == [{"key": "request.headers[kubeflow-userid]", "values": ["*"]}]
     assert clients["from"][0]["source"]["principals"][0].endswith(f"/sa/{account['metadata']['name']}")

@@ -39,7 +39,9 @@ def test_json_request_with_base64_image() -> None:
 
 def test_kserve_v1_instances_in_predictions_out() -> None:
     encoded = base64.b64encode(PNG).decode()
-    parsed = parse_request({"body": {"instances": [{"image": encoded}, {"image": encoded, "all_scores": True}]}}, {}, "r")
+    parsed = parse_request(
+        {"body": {"instances": [{"image": encoded}, {"image": encoded, "all_scores": True}]}}, {}, "r"
+    )
     assert parsed.v1 and parsed.images == [ImageRequest(PNG, False), ImageRequest(PNG, True)]
     assert parsed.answer([{"labels": []}, {"labels": [1]}]) == {"predictions": [{"labels": []}, {"labels": [1]}]}
 
@@ -112,7 +114,11 @@ def test_handler_answers_each_request_of_a_batch_on_its_own(model_folder: Path) 
         {"body": b""},
         {"body": probe_image(size=33)},
         {"body": {"instances": [{"image": base64.b64encode(PNG).decode()}] * 2}},  # KServe v1
-        {"body": {"instances": [{"image": base64.b64encode(PNG).decode()}, {"image": base64.b64encode(b"x").decode()}]}},
+        {
+            "body": {
+                "instances": [{"image": base64.b64encode(PNG).decode()}, {"image": base64.b64encode(b"x").decode()}]
+            }
+        },
     ]
     context.request_processor = [RequestProcessor({}) for _ in rows]
     answers = [json.loads(answer) for answer in handler.handle(rows, context)]

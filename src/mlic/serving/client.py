@@ -206,7 +206,9 @@ def answer_error(response: httpx.Response, image: str, token_source: str) -> Ser
         )
     if status == httpx.codes.REQUEST_ENTITY_TOO_LARGE:
         return ServingError(
-            "the image is larger than the server accepts", file=image, fix="shrink it, or raise package.max_request_size"
+            "the image is larger than the server accepts",
+            file=image,
+            fix="shrink it, or raise package.max_request_size",
         )
     if 400 <= status < 500:
         return ServingError(f"HTTP {status}: {message}", file=image, fix=body.get("fix") or "send a valid image file")
@@ -271,7 +273,9 @@ class PredictionClient:
         concurrency: int = 4,
     ) -> None:
         if concurrency < 1:
-            raise ServingError(f"concurrency must be at least 1, got {concurrency}", field="--concurrency", fix="pass 1 or more")
+            raise ServingError(
+                f"concurrency must be at least 1, got {concurrency}", field="--concurrency", fix="pass 1 or more"
+            )
         self.url = url
         self.tokens: TokenSource = token or StaticToken(None)
         self.all_scores = all_scores
@@ -280,7 +284,9 @@ class PredictionClient:
         self.concurrency = concurrency
 
     @classmethod
-    def for_root(cls, paths: Paths, url: str | None = None, token_file: Path | None = None, **options: Any) -> PredictionClient:
+    def for_root(
+        cls, paths: Paths, url: str | None = None, token_file: Path | None = None, **options: Any
+    ) -> PredictionClient:
         """The server `mlic serve` started under `paths` (its key file, renewed when expired), or
         `url` with the key file given or `$MLIC_TOKEN`."""
         from mlic.serving import server  # here: server imports this module for its readiness probe
@@ -318,7 +324,9 @@ class PredictionClient:
                 )
                 return ImageResult(name, None, error=error, attempts=attempt, seconds=loop.time() - started)
             except httpx.TimeoutException as exc:
-                error = ServingError(f"no answer from {self.url} in time ({exc!r})", file=name, fix="check the server's logs")
+                error = ServingError(
+                    f"no answer from {self.url} in time ({exc!r})", file=name, fix="check the server's logs"
+                )
                 return ImageResult(name, None, error=error, attempts=attempt, seconds=loop.time() - started)
             if is_token_rejection(response) and not renewed:
                 renewed = True
@@ -387,7 +395,9 @@ def expand_images(arguments: Iterable[str]) -> list[Path]:
         if _GLOB_CHARACTERS & set(argument):
             matches = [Path(match) for match in sorted(glob.glob(argument, recursive=True)) if Path(match).is_file()]
             if not matches:
-                raise DataError("the pattern matches no file", file=argument, fix="check the pattern (quote it for the shell)")
+                raise DataError(
+                    "the pattern matches no file", file=argument, fix="check the pattern (quote it for the shell)"
+                )
         elif path.is_dir():
             matches = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not matches:
@@ -403,7 +413,9 @@ def expand_images(arguments: Iterable[str]) -> list[Path]:
 
 def labels_text(answer: dict[str, Any]) -> str:
     """`boat 0.93, sea 0.81` (plus `| all: ...` when every score was asked for)."""
-    text = ", ".join(f"{item['label']} {item['score']:.2f}" for item in answer["labels"]) or "no label above its threshold"
+    text = (
+        ", ".join(f"{item['label']} {item['score']:.2f}" for item in answer["labels"]) or "no label above its threshold"
+    )
     if "scores" in answer:
         ranked = sorted(answer["scores"].items(), key=lambda pair: -pair[1])
         text += " | all: " + ", ".join(f"{label} {score:.2f}" for label, score in ranked)
@@ -418,7 +430,11 @@ def format_answer(image: Path | str, answer: dict[str, Any]) -> str:
 def results_table(results: Sequence[ImageResult]) -> str:
     """One row per image: the file, the HTTP status (– when none came), its labels or its error."""
     rows = [
-        (result.image, str(result.status or "–"), labels_text(result.answer) if result.answer else str(result.error.message if result.error else ""))
+        (
+            result.image,
+            str(result.status or "–"),
+            labels_text(result.answer) if result.answer else str(result.error.message if result.error else ""),
+        )
         for result in results
     ]
     header = ("image", "status", "labels (score) or error")

@@ -220,7 +220,9 @@ class ServedModel:
         except Exception as exc:  # noqa: BLE001 - any failure of the batch is retried image by image
             if len(inputs) == 1:
                 return dict.fromkeys(inputs, exc)
-            logger.warning("scoring a batch of %d failed (%s: %s); scoring each alone", len(inputs), type(exc).__name__, exc)
+            logger.warning(
+                "scoring a batch of %d failed (%s: %s); scoring each alone", len(inputs), type(exc).__name__, exc
+            )
             return {index: self._score_alone(image) for index, image in inputs.items()}
         return dict(zip(inputs, batch, strict=True))
 
@@ -246,7 +248,13 @@ class ServedModel:
 def bad_input_body(error: DataError) -> dict[str, Any]:
     """The JSON body of a 400: TorchServe's error shape, plus our fix and which request (and which
     KServe v1 instance) it was."""
-    return {"code": BAD_INPUT_STATUS, "type": "BadInput", "message": error.message, "fix": error.fix, "where": error.file}
+    return {
+        "code": BAD_INPUT_STATUS,
+        "type": "BadInput",
+        "message": error.message,
+        "fix": error.fix,
+        "where": error.file,
+    }
 
 
 def failure_body(status: int, request_id: str, error: BaseException) -> dict[str, Any]:

@@ -248,8 +248,7 @@ def _java() -> Path:
         raise ServingError(
             f"Java not found: TorchServe's frontend is a Java program and {where} does not exist",
             field="JAVA_HOME" if java_home else "PATH",
-            fix="install a Java 17 runtime (e.g. `apt-get install openjdk-17-jre-headless`) "
-            "or point JAVA_HOME at one",
+            fix="install a Java 17 runtime (e.g. `apt-get install openjdk-17-jre-headless`) or point JAVA_HOME at one",
         )
     return Path(found)
 
