@@ -34,10 +34,9 @@ from torch import nn
 
 from mlic.config import load_config
 from mlic.data.synthetic import CATEGORIES
-from mlic.graph.label_graph import LabelGraph
+from mlic.graph.label_graph import LabelGraph, synthetic_label_graph
 from mlic.knobs import Knobs
 from mlic.models import create_model, list_models
-from mlic.models.layers import synthetic_label_graph
 from mlic.paths import Paths
 
 REFERENCE = "baseline"

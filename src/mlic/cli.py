@@ -5,17 +5,16 @@ Heavy imports (torch, great_expectations, kfp) happen inside the commands so `ml
 
 from __future__ import annotations
 
-import functools
 import importlib
-import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from mlic.errors import MlicError
+from mlic.cli_common import ParamsOption, RootOption, SetOption, setup_logging, user_errors
+from mlic.data.cli import data_app
+from mlic.kubeflow.cli import pipeline_app
 
 app = typer.Typer(
     name="mlic",
@@ -26,46 +25,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
-ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", "-S", help="Override a parameter: key.sub=value (repeatable).")
-]
-RootOption = Annotated[Path, typer.Option("--root", help="Project root that holds data/, artifacts/, metrics/.")]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns `mlic serve`'s output
-
-
-def user_errors(func: F) -> F:
-    """Print our errors as one readable block on stderr (no traceback) and exit with their code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MlicError as exc:
-            typer.secho(f"error: {exc.render()}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.secho("interrupted: outputs were written atomically, nothing half-written remains", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _context(params: Path, overrides: list[str] | None, root: Path) -> tuple[Any, Any]:
     from mlic.config import load_config
     from mlic.paths import Paths
 
-    _setup_logging()
+    setup_logging()
     return load_config(params, overrides or []), Paths(root)
 
 
@@ -140,7 +104,7 @@ def serve(
     from mlic.paths import Paths
     from mlic.serving import server
 
-    _setup_logging()
+    setup_logging()
     paths = Paths(root)
     if stop:
         typer.echo("TorchServe stopped" if server.stop(paths) else "no TorchServe started by `mlic serve` was running")
@@ -152,10 +116,13 @@ def serve(
 @app.command()
 @user_errors
 def predict(
-    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or globs ('photos/**/*.jpg').")],
+    images: Annotated[
+        list[str], typer.Argument(help="Image files, folders (searched recursively) or globs ('photos/**/*.jpg').")
+    ],
     url: Annotated[str | None, typer.Option(help="Prediction URL (default: the one `mlic serve` started).")] = None,
     token_file: Annotated[
-        Path | None, typer.Option(help="TorchServe key file for --url (re-read when the token is rejected); else $MLIC_TOKEN.")
+        Path | None,
+        typer.Option(help="TorchServe key file for --url (re-read when the token is rejected); else $MLIC_TOKEN."),
     ] = None,
     all_scores: Annotated[bool, typer.Option("--all-scores", help="Print every label's score.")] = False,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per image instead of a table.")] = False,
@@ -196,6 +163,19 @@ def predict(
         raise type(first)(summary, file=first.file, field=first.field, fix=first.fix)
 
 
+@app.command()
+@user_errors
+def demo(
+    images: Annotated[int, typer.Option(min=1, help="Test images to send to the endpoint.")] = 5,
+    keep_serving: Annotated[bool, typer.Option("--keep-serving", help="Leave TorchServe running afterwards.")] = False,
+    root: RootOption = Path("."),
+) -> None:
+    """The whole pipeline (`dvc repro`), a live endpoint answering, the metrics, and where the time went."""
+    from mlic import demo as the_demo
+
+    the_demo.run(root, images=images, keep_serving=keep_serving)
+
+
 @app.command("models")
 @user_errors
 def models_command(
@@ -223,25 +203,9 @@ def models_command(
         typer.echo(f"{arch}\n{knob_table(arch, configured.of(arch))}\n")
 
 
-def _register_pipeline_commands() -> None:
-    """`mlic pipeline ...` lives with the Kubeflow code (which imports kfp only inside its commands)."""
-    from mlic.kubeflow.cli import pipeline_app
-
-    app.add_typer(pipeline_app, name="pipeline", help="Compile, run locally, or submit the Kubeflow pipeline.")
-
-
-_register_pipeline_commands()
+app.add_typer(pipeline_app, name="pipeline", help="Compile, run locally, or submit the Kubeflow pipeline.")
+app.add_typer(data_app, name="data", help="Put a dataset under DVC in data/raw/ and point params.yaml at it.")
 
 
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
-def _register_data_commands() -> None:
-    """`mlic data add | import` live with the data code (DVC runs as a subprocess of the commands)."""
-    from mlic.data.cli import data_app
-
-    app.add_typer(data_app, name="data", help="Put a dataset under DVC in data/raw/ and point params.yaml at it.")
-
-
-_register_data_commands()
-
-

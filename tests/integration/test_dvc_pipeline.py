@@ -50,6 +50,19 @@ def test_metrics_are_declared_for_dvc_metrics_show(project: Path) -> None:
     assert "metrics/data.json" in files
 
 
+def test_demo_serves_the_packaged_model_and_says_where_the_time_went(project: Path) -> None:
+    """`mlic demo` on a project that is up to date: every stage is skipped, the real TorchServe
+    answers for test images, the metrics and the timing summary are printed, the server is stopped."""
+    result = run([sys.executable, "-m", "mlic", "demo", "--images", "2"], project)
+    assert "The endpoint's answers for 2 test images" in result.stdout
+    assert "truth:" in result.stdout and "TorchServe stopped" in result.stdout
+    summary = result.stdout.split("Where the time went:")[1].splitlines()
+    assert any(line.split()[:2] == ["train@mlgcn", "up"] for line in summary)
+    assert summary[-1].split()[0] == "total"
+    stopped = run([sys.executable, "-m", "mlic", "serve", "--stop"], project)
+    assert "no TorchServe started by `mlic serve` was running" in stopped.stdout
+
+
 def test_changing_one_models_knob_retrains_only_that_model(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["models"]["mlgcn"]["hidden_dim"] = 48

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mlic.graph.label_graph import LabelGraph
+from mlic.graph.label_graph import LabelGraph, synthetic_label_graph
 from mlic.knobs import Similarity
 from mlic.models import create_model
 from mlic.models.diagnostics import (
@@ -21,7 +21,6 @@ from mlic.models.diagnostics import (
 )
 from mlic.models.layers import (
     LabelGuidedAttention,
-    synthetic_label_graph,
 )
 
 NUM_CLASSES = 6

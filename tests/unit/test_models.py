@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlic.errors import ConfigError
-from mlic.graph.label_graph import LabelGraph
+from mlic.graph.label_graph import LabelGraph, synthetic_label_graph
 from mlic.models import create_model, list_models, model_spec
 from mlic.models.cmasge import AdjacencySimilarityEmbedding
 from mlic.models.layers import (
@@ -24,7 +24,6 @@ from mlic.models.layers import (
     LabelGuidedAttention,
     WeightedSum,
     ablated_graph_inputs,
-    synthetic_label_graph,
 )
 from mlic.models.mgsgn import MultiPerspectiveGraph
 from mlic.models.saved import load_model, save_model

@@ -1,16 +1,14 @@
 """`mlic data add | import`: a dataset under DVC in data/raw/, and params.yaml pointing prepare at it.
-
-Errors go through the main CLI's `user_errors`, looked up when a command runs (`mlic.cli` imports
-this module while it is itself being imported).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from mlic.cli_common import ParamsOption, RootOption, guarded
 
 if TYPE_CHECKING:
     from mlic.data.versions import Layout
@@ -31,16 +29,6 @@ ImagesOption = Annotated[
     typer.Option("--images", help="coco: the image folder, or SPLIT=FOLDER per split. Relative to the dataset folder."),
 ]
 NameOption = Annotated[str | None, typer.Option("--name", help="Folder name under data/raw/ (default: the dataset's).")]
-ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters file to point at the dataset.")]
-RootOption = Annotated[Path, typer.Option("--root", help="Project root (a git + DVC repository).")]
-
-
-def _guarded(action: Callable[[], str]) -> None:
-    """Run a command body with the main CLI's error handling, then print its summary."""
-    from mlic.cli import _setup_logging, user_errors
-
-    _setup_logging()
-    typer.echo(user_errors(action)())
 
 
 def _layout(source: str, annotations: list[str] | None, images: list[str] | None) -> Layout:
@@ -73,7 +61,7 @@ def add(
         result = versions.add(Paths(root), dataset, _layout(source, annotations, images), params, name)
         return result.summary(root)
 
-    _guarded(body)
+    typer.echo(guarded(body))
 
 
 @data_app.command("import")
@@ -97,4 +85,4 @@ def import_(
         layout = _layout(source, annotations, images)
         return versions.import_from_registry(Paths(root), repo, path, layout, params, rev, name).summary(root)
 
-    _guarded(body)
+    typer.echo(guarded(body))

@@ -1,20 +1,23 @@
 """`mlic pipeline compile | run-local | submit`.
 
-kfp is imported inside the commands (`mlic --help` stays fast). Errors go through the main CLI's
-`user_errors`, looked up when a command runs: `mlic.cli` imports this module while it is itself
-being imported, so importing from it at the top here would be circular.
+kfp is imported inside the commands (`mlic --help` stays fast).
 """
 
 import json
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mlic.cli_common import ParamsOption, SetOption, guarded
 from mlic.errors import PipelineError
-from mlic.kubeflow.settings import DATA_PARAMETERS, DEFAULT_IMAGE, BuildSettings, TrainResources
+from mlic.kubeflow.settings import (
+    DATA_PARAMETERS,
+    DEFAULT_IMAGE,
+    BuildSettings,
+    TrainResources,
+)
 
 pipeline_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -23,12 +26,6 @@ DEFAULT_TRAIN = TrainResources()
 #: Local runs' outputs (.mlic/ is git-ignored).
 DEFAULT_OUTPUT_DIR = Path(".mlic") / "kfp-local"
 
-ParamsOption = Annotated[
-    Path, typer.Option("--params", "-p", help="params.yaml to run with (sent as the pipeline's `params` parameter).")
-]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", "-S", help="Override a params.yaml key: key.sub=value (repeatable).")
-]
 ParamOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -44,14 +41,6 @@ GpusOption = Annotated[int, typer.Option("--gpus", min=0, help="Accelerators per
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", help="Compile with caching off: every task re-runs (default: cache on inputs).")
 ]
-
-
-def _guarded(action: Callable[[], None]) -> None:
-    """Run a command body with the main CLI's error handling (our errors → message + exit code)."""
-    from mlic.cli import _setup_logging, user_errors
-
-    _setup_logging()
-    user_errors(action)()
 
 
 def _params_json(params: Path, overrides: list[str] | None) -> str:
@@ -100,7 +89,7 @@ def compile_command(
         written = compile_pipeline(settings, _params_json(params, set_), output)
         typer.echo(f"pipeline compiled → {written} (image {settings.image})")
 
-    _guarded(action)
+    guarded(action)
 
 
 @pipeline_app.command("run-local")
@@ -118,7 +107,7 @@ def run_local_command(
         run = run_local(_params_json(params, set_), _pipeline_arguments(param), output_dir)
         typer.echo(run.summary())
 
-    _guarded(action)
+    guarded(action)
 
 
 @pipeline_app.command("submit")
@@ -163,4 +152,4 @@ def submit_command(
             )
         typer.echo(submission.summary())
 
-    _guarded(action)
+    guarded(action)

@@ -47,13 +47,7 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
     return decorate
 
 
-def _ensure_builtin_models() -> None:
-    """Import the architecture modules so their decorators run (once)."""
-    import mlic.models.architectures  # noqa: F401
-
-
 def list_models() -> list[str]:
-    _ensure_builtin_models()
     return sorted(_MODELS)
 
 
@@ -78,7 +72,6 @@ def create_model(
 ) -> nn.Module:
     """Build architecture `name` from its knobs (typed, or a mapping of the ones that depart from
     the defaults); unknown names and bad knobs are ConfigErrors naming the field."""
-    _ensure_builtin_models()
     if name not in _MODELS:
         raise ConfigError(
             f"unknown architecture '{name}'",

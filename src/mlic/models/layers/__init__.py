@@ -9,10 +9,18 @@ from mlic.models.layers.gcn import GCNStack, GraphConvolution, GraphStack
 from mlic.models.layers.graph_ops import (
     ablated_graph_inputs,
     register_graph_buffers,
-    synthetic_label_graph,
 )
-from mlic.models.layers.multiscale import ConvProjection, MultiLayerSemanticHead, MultiScaleProjection
-from mlic.models.layers.pooling import AttentionPooling, DiffPool, global_pool, group_count
+from mlic.models.layers.multiscale import (
+    ConvProjection,
+    MultiLayerSemanticHead,
+    MultiScaleProjection,
+)
+from mlic.models.layers.pooling import (
+    AttentionPooling,
+    DiffPool,
+    global_pool,
+    group_count,
+)
 from mlic.models.layers.queries import LearnedQueries, labels_with_groups
 
 __all__ = [
@@ -40,5 +48,4 @@ __all__ = [
     "group_count",
     "labels_with_groups",
     "register_graph_buffers",
-    "synthetic_label_graph",
 ]
