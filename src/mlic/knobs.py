@@ -185,8 +185,8 @@ class CmasgeKnobs(QueryKnobs):
     """Hidden width of the ASGE encoder."""
     asge_weight: Weight = 1.0
     """Weight of the ASGE loss (0 = embeddings learned only through classification)."""
-    attention_smoothing: Weight = 1.0
-    """Evidence spread evenly over the map before the ReLU'd cosines are normalised. **Not the paper's**: its plain normalisation is 0; 1.0 keeps the attention trainable on small maps."""
+    attention_smoothing: Weight = 0.0
+    """Evidence spread evenly over the map before the ReLU'd cosines are normalised: 0 is the paper's plain normalisation; 1.0 (params.yaml) keeps the attention trainable on small maps."""
     feature_stride: FeatureStride = 32
     """The map CMA reads: 32 is the paper's last map; 16 dilates the last stage (timm `output_stride`), so the same channels come on a map twice as fine; backbones without `output_stride` (TResNet) cannot."""
     scales: CmaScales = 1

@@ -246,7 +246,7 @@ def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None
                  "layer_fusion": "mean", "attention": "cosine", "label_graph": "shuffled"},
         "msbaseline": {"dim": 32, "projection": "plain", "layer_fusion": "sum"},
         "msshared": {"dim": 32, "projection": "plain", "layer_fusion": "mean", "attention": "channel"},
-        "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0, "attention_smoothing": 0.0,
+        "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0, "attention_smoothing": 1.0,
                    "feature_stride": 16, "label_graph": "none"},
     }[arch]
     model = build(arch, graph, **knobs).train()

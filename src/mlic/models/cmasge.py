@@ -140,9 +140,9 @@ class CMASGE(nn.Module):
 def cmasge(*, inputs: ModelInputs, knobs: CmasgeKnobs) -> nn.Module:
     """The paper leaves the semantic width and the ASGE fitting schedule open: 256-d label
     embeddings from a one-hidden-layer (512) encoder, fitted jointly with weight 1.
-    `attention_smoothing` 1.0 is one fully matching location's worth of evidence spread over the
-    map: a matched label on the paper's 14×14 maps adds up far more, so there it changes little;
-    on the demo's 3×3 maps it is what keeps the attention branch trainable (0 = the plain ReLU
-    normalisation). `scales` 1 is the CMA of the paper's method section; 2–3 its MS-CMA (module
+    `attention_smoothing` 0 is the paper's plain ReLU normalisation; 1.0 (params.yaml) is one fully
+    matching location's worth of evidence spread over the map: a matched label on the paper's
+    14×14 maps adds up far more, so there it changes little; on the demo's 3×3 maps it is what
+    keeps the attention branch trainable. `scales` 1 is the CMA of the paper's method section; 2–3 its MS-CMA (module
     docstring). A dilated last stage (`feature_stride` 16) is for the single-scale model only."""
     return CMASGE(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
