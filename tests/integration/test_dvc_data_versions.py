@@ -41,23 +41,24 @@ def _relabel_first_annotation(instances: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def versioned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
-    """A project whose COCO set went through `mlic data add`, `dvc repro`, a commit, one changed
-    annotation, `dvc repro` again and a second commit: (root, first repro, second repro)."""
+def versioned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[subprocess.CompletedProcess]]:
+    """A project whose COCO set went through `mlic data add` and three versions, each `dvc repro`
+    and committed: as added, one training annotation changed, one test annotation changed."""
     root = make_project(tmp_path_factory.mktemp("versions"), TINY_COCO)
     write_coco_2014(root / "data" / "raw" / "coco")
     added = run(["mlic", "data", "add", "data/raw/coco", *COCO_2014_OPTIONS], root)
     assert "data/raw/coco.dvc" in added.stdout
-    first = run(["dvc", "repro"], root)
+    repros = [run(["dvc", "repro"], root)]
     commit(root, "COCO v1")
-    _relabel_first_annotation(root / "data/raw/coco/annotations/instances_train2014.json")
-    second = run(["dvc", "repro"], root)
-    commit(root, "COCO v2")
-    return root, first, second
+    for changed in ("instances_train2014.json", "instances_val2014.json"):
+        _relabel_first_annotation(root / "data/raw/coco/annotations" / changed)
+        repros.append(run(["dvc", "repro"], root))
+        commit(root, f"COCO v{len(repros)}")
+    return root, repros
 
 
 def test_data_add_writes_the_params_that_point_prepare_at_the_dataset(versioned: tuple) -> None:
-    root, first, _ = versioned
+    root, (first, *_) = versioned
     data = yaml.safe_load((root / "params.yaml").read_text())["data"]
     assert data["source"] == "coco"
     assert data["path"] == {
@@ -70,8 +71,10 @@ def test_data_add_writes_the_params_that_point_prepare_at_the_dataset(versioned:
 
 
 def test_a_new_data_version_reruns_prepare_and_everything_downstream(versioned: tuple) -> None:
-    root, _, second = versioned
-    assert _ran(second) == STAGES
+    root, (_, train_changed, test_changed) = versioned
+    assert _ran(train_changed) == STAGES
+    assert _ran(test_changed) == STAGES - {"graph"}  # the label graph comes from the training split only
+    assert "resumed at epoch 1" in test_changed.stdout  # the same training data: its finished checkpoint
     assert run(["dvc", "status"], root).stdout.strip() == "Data and pipelines are up to date."
     assert run(["git", "status", "--porcelain"], root).stdout == ""  # dvc.lock, .dvc, metrics/: all committed
     no_op = run(["dvc", "repro"], root)
@@ -79,12 +82,14 @@ def test_a_new_data_version_reruns_prepare_and_everything_downstream(versioned: 
 
 
 def test_metrics_diff_between_two_data_versions_shows_each_models_map(versioned: tuple) -> None:
-    root, _, _ = versioned
+    root, _ = versioned
     diff = run(["dvc", "metrics", "diff", "HEAD~1", "--all", "--json"], root)
     assert "failed to load" not in diff.stdout + diff.stderr
     changes = json.loads(diff.stdout)
     assert {"old", "new"} <= set(changes["metrics/evaluation.json"]["baseline.mAP"])
     assert changes["metrics/data.json"]["num_labels"] == {"old": 3, "new": 3, "diff": 0}
+    trained = changes["metrics/train/baseline/metrics.json"]["val.mAP"]  # kept by a resumed, finished run
+    assert trained["old"] is not None and trained["new"] == trained["old"]
     shown = run(["dvc", "metrics", "diff", "HEAD~1", "--all"], root)
     assert "failed to load" not in shown.stdout + shown.stderr and "metrics/train/baseline/metrics.json" in shown.stdout
 
@@ -94,7 +99,7 @@ def _columns(table: str) -> list[str]:
 
 
 def test_exp_show_puts_the_models_map_before_data_counts(versioned: tuple) -> None:
-    root, _, _ = versioned
+    root, _ = versioned
     columns = _columns(run(["dvc", "exp", "show", "--md"], root).stdout)
     assert columns.index("baseline.mAP") < columns.index("num_labels")
     assert not any(name in column for column in columns for name in ("label_frequency", "boat", "cup"))
@@ -106,7 +111,7 @@ def test_exp_show_puts_the_models_map_before_data_counts(versioned: tuple) -> No
 
 
 def test_plots_render_offline(versioned: tuple) -> None:
-    root, _, _ = versioned
+    root, _ = versioned
     run(["dvc", "plots", "show", "-o", "plots_html"], root)
     html = (root / "plots_html" / "index.html").read_text()
     assert "<img" in html and "map_by_arch.png" in html

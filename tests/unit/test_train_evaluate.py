@@ -117,6 +117,7 @@ def test_evaluate_writes_metrics_thresholds_and_gates(trained):
     header = paths.per_class_metrics.read_text().splitlines()[0]
     assert header.startswith("label,test_positives,AP_baseline,AP_mlgcn")
     assert (paths.plots_dir / "map_by_arch.png").is_file()
+    assert (paths.plots_dir / "training_curves.png").stat().st_size > 1000  # seen offline, unlike dvclive's TSVs
 
     config.evaluate.min_map = 100.0
     failed = evaluate_step.run(config, paths)

@@ -40,6 +40,22 @@ def map_by_arch(per_arch: dict[str, dict[str, float]], min_map: float, target: P
     return _save(figure, target)
 
 
+def training_curves(histories: dict[str, list[dict[str, float]]], target: Path) -> Path:
+    """Training loss and validation mAP per epoch, every architecture on the same axes.
+
+    dvclive's TSV curves need DVC's CDN-backed HTML to be seen; this PNG is seen anywhere.
+    """
+    figure, (loss_axes, map_axes) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for arch, history in histories.items():
+        epochs = np.arange(1, len(history) + 1)
+        loss_axes.plot(epochs, [h["train_loss"] for h in history], marker="o", markersize=3, label=arch)
+        map_axes.plot(epochs, [h["val_mAP"] for h in history], marker="o", markersize=3, label=arch)
+    loss_axes.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    map_axes.set(xlabel="epoch", ylabel="mAP (%)", title="Validation mAP", ylim=(0, 100))
+    map_axes.legend(fontsize=8)
+    return _save(figure, target)
+
+
 def per_class_ap(label_names: list[str], ap_by_arch: dict[str, np.ndarray], target: Path) -> Path:
     """Per-class AP of every architecture: where the label graph helps, and where it does not."""
     figure, axes = plt.subplots(figsize=(max(8, 0.5 * len(label_names)), 4.5))

@@ -34,7 +34,7 @@ from mlic.evaluation import plots
 from mlic.evaluation.gate import VAL_MAP, decide
 from mlic.evaluation.metrics import best_f1_thresholds, evaluate_scores, mean_average_precision
 from mlic.evaluation.predict import predict_probabilities
-from mlic.io import atomic_path, write_json
+from mlic.io import atomic_path, read_json, write_json
 from mlic.models.diagnostics import label_maps
 from mlic.models.saved import load_model
 from mlic.paths import Paths
@@ -187,6 +187,13 @@ def _write_per_class(target: Path, label_names: list[str], positives: np.ndarray
             writer.writerow([name, int(positives[index]), *aps, *[f"{r.thresholds[index]:.4f}" for r in results.values()]])
 
 
+def _histories(archs: list[str], paths: Paths) -> dict[str, list[dict[str, float]]]:
+    """Each model's per-epoch history, as `mlic train` saved it beside the weights (a model saved
+    by other means has none and is left out of the curves)."""
+    summaries = {arch: paths.model_dir(arch) / "training.json" for arch in archs}
+    return {arch: read_json(path, what="training summary")["history"] for arch, path in summaries.items() if path.is_file()}
+
+
 def run(config: Config, paths: Paths) -> EvaluateResult:
     label_names = load_labels(paths.labels_file).names
     results = {arch: evaluate_arch(arch, config, paths, label_names) for arch in config.architectures}
@@ -199,6 +206,7 @@ def run(config: Config, paths: Paths) -> EvaluateResult:
     plots.map_by_arch(per_arch, config.evaluate.min_map, paths.plots_dir / "map_by_arch.png")
     plots.per_class_ap(label_names, {a: r.per_class_ap for a, r in results.items()}, paths.plots_dir / "per_class_ap.png")
     plots.precision_recall(label_names, best.test_probabilities, best.test_targets, decision.best_arch, paths.plots_dir / "precision_recall.png")
+    plots.training_curves(_histories(config.architectures, paths), paths.plots_dir / "training_curves.png")
 
     paths.best_file.unlink(missing_ok=True)
     if decision.passed:
