@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from training_project import ARCH, Finished, ready_project, weights
+from training_project import ARCH, Finished, history, ready_project, weights
 
 from mlic.config import Config, config_from_dict
 from mlic.paths import Paths
@@ -23,4 +23,4 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Finished:
 
     params, paths = ready_project(tmp_path_factory.mktemp("uninterrupted"))
     train_step.run(config_from_dict(params), paths, ARCH)
-    return Finished(weights(paths), paths.checkpoint_file(ARCH).read_bytes())
+    return Finished(weights(paths), paths.checkpoint_file(ARCH).read_bytes(), history(paths))

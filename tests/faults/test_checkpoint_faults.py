@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -13,13 +14,14 @@ from typing import Any
 
 import pytest
 import torch
-from training_project import ARCH, TRAIN, Finished, same_weights, temporaries, weights
+from interrupted import temporaries
+from training_project import ARCH, TRAIN, Finished, curve, same_weights, weights
 
 from mlic.config import Config
 from mlic.errors import StorageError
 from mlic.paths import Paths
 from mlic.steps import train as train_step
-from mlic.training import checkpoints
+from mlic.training import checkpoints, loop
 
 
 class FullDisk(io.FileIO):
@@ -107,3 +109,28 @@ def test_a_file_that_is_no_checkpoint_is_ignored_too(tmp_path: Path, caplog: pyt
     with caplog.at_level(logging.WARNING, logger="mlic.training.checkpoints"):
         assert checkpoints.load_checkpoint(checkpoint, "any") is None
     assert "not a training checkpoint" in caplog.text
+
+
+def test_torn_training_curves_do_not_stop_the_resume_and_are_rebuilt_from_the_checkpoint(
+    project: tuple[Config, Paths], uninterrupted: Finished, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dvclive writes its files in place: killed inside those writes, they are torn, or an epoch
+    short of the checkpoint. The curves come from the checkpoint's history instead."""
+    config, paths = project
+    monkeypatch.setattr(loop, "log_epoch", _interrupt)  # killed between the checkpoint and the curves
+    with pytest.raises(KeyboardInterrupt):
+        train_step.run(config, paths, ARCH)
+    monkeypatch.undo()
+    summary = paths.train_logs(ARCH) / "metrics.json"
+    summary.write_text('{"step": 0, "train": {"lo')  # torn
+
+    result = train_step.run(config, paths, ARCH)
+    assert result.resumed_at_epoch == 1
+    steps, losses = zip(*curve(paths, "train/loss"), strict=True)
+    assert steps == tuple(range(TRAIN["epochs"]))
+    assert losses == pytest.approx([epoch["train_loss"] for epoch in uninterrupted.history])
+    assert json.loads(summary.read_text())["step"] == TRAIN["epochs"] - 1
+
+
+def _interrupt(live: object, epoch: dict[str, float]) -> None:
+    raise KeyboardInterrupt

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +41,17 @@ def same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
-def temporaries(root: Path) -> list[Path]:
-    """What an interrupted write may leave: anything named like the atomic helpers' temporaries."""
-    return [path for path in root.rglob("*") if ".mlic-tmp-" in path.name or ".mlic-old-" in path.name]
+def history(paths: Paths) -> list[dict[str, Any]]:
+    """Per-epoch loss and val mAP from training.json (durations differ between runs: left out)."""
+    epochs = json.loads((paths.model_dir(ARCH) / "training.json").read_text())["history"]
+    return [{key: value for key, value in epoch.items() if key != "seconds"} for epoch in epochs]
+
+
+def curve(paths: Paths, metric: str) -> list[tuple[int, float]]:
+    """(step, value) of one dvclive curve of the baseline's training."""
+    tsv = paths.train_logs(ARCH) / "plots" / "metrics" / f"{metric}.tsv"
+    with tsv.open() as handle:
+        return [(int(row["step"]), float(row[metric.split("/")[-1]])) for row in csv.DictReader(handle, delimiter="\t")]
 
 
 @dataclass(frozen=True)
@@ -50,3 +60,4 @@ class Finished:
 
     weights: dict[str, torch.Tensor]
     checkpoint: bytes
+    history: list[dict[str, Any]]

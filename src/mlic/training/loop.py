@@ -114,6 +114,14 @@ def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
     return method() if callable(method) else None
 
 
+def log_epoch(live: Any, epoch: dict[str, float]) -> None:
+    """One epoch's figures as one dvclive step."""
+    live.log_metric("train/loss", epoch["train_loss"])
+    live.log_metric("val/mAP", epoch["val_mAP"])
+    live.log_metric("epoch_seconds", epoch["seconds"])
+    live.next_step()
+
+
 class Trainer:
     """Holds the pieces of one run; `fit()` trains, checkpoints, and returns the unwrapped model."""
 
@@ -259,7 +267,7 @@ class Trainer:
     # -- the run --------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         start_epoch, history = self._resume()
-        live = self._open_live(resume=start_epoch > 0)
+        live = self._open_live(history)
         try:
             for epoch in range(start_epoch, self.settings.epochs):
                 seed_everything(self.settings.seed * 1000 + epoch)
@@ -275,10 +283,7 @@ class Trainer:
                     log.info("%s epoch %d: loss %.4f, val mAP %.2f (%.1f s)", self.arch, epoch + 1, train_loss, val_map, seconds)
                     save_checkpoint(self.paths.checkpoint_file(self.arch), self._state(epoch + 1, history))
                     if live is not None:
-                        live.log_metric("train/loss", train_loss)
-                        live.log_metric("val/mAP", val_map)
-                        live.log_metric("epoch_seconds", seconds)
-                        live.next_step()
+                        log_epoch(live, history[-1])
                 distributed.barrier(self.context)
         finally:
             if live is not None:
@@ -295,12 +300,19 @@ class Trainer:
                 fix="lower train.batch_size or train.image_size, or use a smaller train.backbone",
             ) from exc
 
-    def _open_live(self, resume: bool) -> Any:
+    def _open_live(self, history: list[dict[str, float]]) -> Any:
+        """dvclive's curves, rebuilt from the checkpoint's history rather than resumed from dvclive's
+        own files: those are written in place, so a kill can tear them, and they lag the checkpoint
+        by an epoch when the kill lands between the two writes."""
         if not self.context.is_main:
             return None
         from dvclive import Live
 
-        return Live(dir=str(self.paths.train_logs(self.arch)), dvcyaml=None, save_dvc_exp=False, resume=resume, report=None)
+        logs = str(self.paths.train_logs(self.arch))
+        live = Live(dir=logs, dvcyaml=None, save_dvc_exp=False, resume=False, report=None)
+        for epoch in history:
+            log_epoch(live, epoch)
+        return live
 
     def _result(self, start_epoch: int, history: list[dict[str, float]]) -> TrainResult:
         last = history[-1] if history else {"train_loss": float("nan"), "val_mAP": float("nan")}

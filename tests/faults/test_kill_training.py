@@ -1,0 +1,66 @@
+"""`kill -9` of `mlic train`, once in the middle of a checkpoint write and once at a random moment:
+the next run completes, no temporary is left, and the model and its metrics are those of a run
+nobody interrupted."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from interrupted import MlicProcess, temporaries
+from training_project import ARCH, curve, history, ready_project, same_weights, weights
+
+from mlic.paths import Paths
+
+#: Enough epochs that a kill lands before the end; two steps each keep them short.
+EPOCHS = 4
+
+
+def train(root: Path) -> MlicProcess:
+    return MlicProcess(root, "train", "--arch", ARCH, log="train.log")
+
+
+@pytest.mark.slow
+def test_training_killed_twice_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    params, paths = ready_project(tmp_path / "killed")
+    params["train"]["epochs"] = EPOCHS
+    (paths.root / "params.yaml").write_text(yaml.safe_dump(params))
+    reference = Paths(tmp_path / "uninterrupted")
+    shutil.copytree(paths.root, reference.root)
+    checkpoint = paths.checkpoint_file(ARCH)
+    writing = lambda: any(checkpoint.parent.glob(f".{checkpoint.name}.mlic-tmp-*"))  # noqa: E731
+
+    uninterrupted = train(reference.root)
+
+    # 1. Killed while writing the second checkpoint: the first stays, the half-written one is left behind.
+    run = train(paths.root)
+    run.wait_until(checkpoint.is_file, "first checkpoint")
+    run.wait_until(writing, "second checkpoint write")
+    run.kill()
+    assert temporaries(paths.root), "the kill was meant to land inside the checkpoint write"
+
+    # 2. Killed at a random moment of the resumed run's last epoch (the 4th, after its own
+    #    checkpoints of epochs 2 and 3, which also tell how long an epoch takes on this machine).
+    run = train(paths.root)
+    run.wait_until(lambda: not temporaries(paths.root), "removal of the killed write's temporary")
+    saved = [checkpoint.stat().st_mtime_ns]
+    for epoch in (2, 3):
+        run.wait_until(lambda: checkpoint.stat().st_mtime_ns != saved[-1], f"checkpoint of epoch {epoch}")
+        saved.append(checkpoint.stat().st_mtime_ns)
+    time.sleep(random.uniform(0.0, 0.9) * (saved[2] - saved[1]) / 1e9)
+    run.kill()
+
+    # 3. Left alone: completes, cleans up, and matches the run nobody interrupted.
+    run = train(paths.root)
+    run.finish()
+    uninterrupted.finish()
+    assert temporaries(paths.root) == []
+    assert "left by an interrupted write" in (paths.root / "train.log").read_text()
+    assert same_weights(weights(paths), weights(reference))
+    assert history(paths) == history(reference) and len(history(paths)) == EPOCHS
+    for metric in ("train/loss", "val/mAP"):  # the dvclive curves too, one point per epoch
+        assert curve(paths, metric) == curve(reference, metric)
