@@ -2,7 +2,8 @@
 a checkpoint each epoch, dvclive curves, DDP under torchrun.
 
 Deterministic on CPU for a seed: every epoch reseeds the global and loader RNGs from (seed,
-epoch), so a run resumed from a checkpoint continues exactly as an uninterrupted one would.
+epoch, rank), so a run resumed from a checkpoint continues exactly as an uninterrupted one would,
+and DDP ranks do not draw the same augmentations.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The RNG seed of one epoch on one rank (augmentation, dropout, loader workers).
+
+    From (seed, epoch), so a resumed run draws what an uninterrupted one would; offset per rank,
+    so DDP ranks do not apply the same augmentations in lockstep. Rank 0 keeps the seed of a
+    single-process run.
+    """
+    return seed * 1000 + epoch + rank * 1_000_003
 
 
 def peak_rss_mb() -> float:
@@ -270,8 +281,9 @@ class Trainer:
         live = self._open_live(history)
         try:
             for epoch in range(start_epoch, self.settings.epochs):
-                seed_everything(self.settings.seed * 1000 + epoch)
-                self.loader_generator.manual_seed(self.settings.seed * 1000 + epoch)
+                seed = epoch_seed(self.settings.seed, epoch, self.context.rank)
+                seed_everything(seed)
+                self.loader_generator.manual_seed(seed)
                 if isinstance(self.train_loader.sampler, DistributedSampler):
                     self.train_loader.sampler.set_epoch(epoch)
                 started = time.perf_counter()
