@@ -21,9 +21,16 @@ pytestmark = pytest.mark.slow
 TINY_COCO = merge(json.loads(json.dumps(TINY)), {"architectures": ["baseline"], "data": {"split": {"val": 0.25}}})
 #: The COCO 2014 protocol: train on the train file, report on the val file, val carved from train.
 COCO_2014_OPTIONS = [
-    "--source", "coco",
-    "--annotations", "train=annotations/instances_train2014.json", "--annotations", "test=annotations/instances_val2014.json",
-    "--images", "train=train2014", "--images", "test=val2014",
+    "--source",
+    "coco",
+    "--annotations",
+    "train=annotations/instances_train2014.json",
+    "--annotations",
+    "test=annotations/instances_val2014.json",
+    "--images",
+    "train=train2014",
+    "--images",
+    "test=val2014",
 ]
 STAGES = {"prepare", "validate", "graph", "train@baseline", "evaluate", "package"}
 
@@ -129,7 +136,10 @@ def test_a_folder_outside_the_repository_is_imported_with_its_origin(tmp_path: P
     _relabel_first_annotation(outside / "annotations/instances_train2014.json")
     run(["dvc", "update", "data/raw/coco.dvc"], root)  # the new version at the origin
     updated = yaml.safe_load((root / "data/raw/coco.dvc").read_text())
-    assert updated["deps"][0]["md5"] != imported["deps"][0]["md5"] and updated["outs"][0]["md5"] != imported["outs"][0]["md5"]
+    assert (
+        updated["deps"][0]["md5"] != imported["deps"][0]["md5"]
+        and updated["outs"][0]["md5"] != imported["outs"][0]["md5"]
+    )
     assert json.loads((root / "data/raw/coco/annotations/instances_train2014.json").read_text()) == json.loads(
         (outside / "annotations/instances_train2014.json").read_text()
     )
@@ -160,5 +170,7 @@ def test_a_dataset_inside_the_repository_but_outside_data_raw_is_refused(tmp_pat
     root = make_project(tmp_path / "project", TINY_COCO)
     write_coco_2014(root / "coco")
     result = run(["mlic", "data", "add", "coco", *COCO_2014_OPTIONS], root, check=False)
-    assert result.returncode == 3 and "outside data/raw/" in result.stderr and "move it to data/raw/coco" in result.stderr
+    assert (
+        result.returncode == 3 and "outside data/raw/" in result.stderr and "move it to data/raw/coco" in result.stderr
+    )
     assert not (root / "coco.dvc").exists()

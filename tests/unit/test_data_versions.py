@@ -40,7 +40,9 @@ def test_params_are_written_with_their_comments_and_validated(tmp_path: Path) ->
     per_split = {"train": "data/raw/coco/a.json", "test": "data/raw/coco/b.json"}
     write_data_params(params, {"source": "coco", "path": per_split, "image_dir": "data/raw/coco/images"})
     text = params.read_text()
-    assert "# synthetic | coco | voc" in text and "path: {train: data/raw/coco/a.json, test: data/raw/coco/b.json}" in text
+    assert (
+        "# synthetic | coco | voc" in text and "path: {train: data/raw/coco/a.json, test: data/raw/coco/b.json}" in text
+    )
     config = load_config(params)
     assert config.data.path == per_split and config.data.image_dir == "data/raw/coco/images"
     assert yaml.safe_load(text)["train"] == yaml.safe_load(PROJECT_PARAMS.read_text())["train"]  # the rest untouched
@@ -54,7 +56,9 @@ def test_params_are_written_with_their_comments_and_validated(tmp_path: Path) ->
 def test_a_layout_path_missing_from_the_dataset_stops_before_dvc_runs(tmp_path: Path, coco_2014: Path) -> None:
     params = tmp_path / "params.yaml"
     shutil.copy(PROJECT_PARAMS, params)
-    layout = Layout("coco", {"train": "annotations/instances_train2014.json", "test": "annotations/nope.json"}, "train2014")
+    layout = Layout(
+        "coco", {"train": "annotations/instances_train2014.json", "test": "annotations/nope.json"}, "train2014"
+    )
     with pytest.raises(DataError, match="'annotations/nope.json' is not in the dataset") as caught:
         add(Paths(tmp_path / "project"), coco_2014, layout, params)
     assert caught.value.field == "--annotations"

@@ -23,7 +23,10 @@ MakeConfig = Callable[..., Config]
 def _coco_2014_data(root: Path, **extra: object) -> dict:
     return {
         "source": "coco",
-        "path": {"train": str(root / "annotations/instances_train2014.json"), "test": str(root / "annotations/instances_val2014.json")},
+        "path": {
+            "train": str(root / "annotations/instances_train2014.json"),
+            "test": str(root / "annotations/instances_val2014.json"),
+        },
         "image_dir": {"train": str(root / "train2014"), "test": str(root / "val2014")},
         **extra,
     }
@@ -38,7 +41,10 @@ def _file_ids(instances: Path) -> tuple[list[int], list[int]]:
 
 
 def _ids(paths: Paths) -> dict[str, list[int]]:
-    return {name: sorted(record.id for record in load_split(paths.split_file(name)).records) for name in ("train", "val", "test")}
+    return {
+        name: sorted(record.id for record in load_split(paths.split_file(name)).records)
+        for name in ("train", "val", "test")
+    }
 
 
 def test_coco_files_per_split_keep_the_published_test_set_and_carve_val_from_train(
@@ -90,7 +96,9 @@ def test_coco_files_with_other_categories_are_refused(tmp_path: Path, make_confi
         (lambda data: data.update(source="voc"), "per split is for coco"),
     ],
 )
-def test_per_split_settings_are_checked(make_config: MakeConfig, coco_2014: Path, change: Callable, message: str) -> None:
+def test_per_split_settings_are_checked(
+    make_config: MakeConfig, coco_2014: Path, change: Callable, message: str
+) -> None:
     data = _coco_2014_data(coco_2014)
     change(data)
     with pytest.raises(ConfigError, match=message):
@@ -118,7 +126,9 @@ def test_unlabeled_images_are_dropped_by_default_and_counted(
     assert all(UNLABELED_ID not in ids for ids in _ids(paths).values())
 
 
-def test_unlabeled_images_can_be_kept(tmp_path: Path, make_config: MakeConfig, coco_dataset: tuple[Path, Path], draw_image: Callable) -> None:
+def test_unlabeled_images_can_be_kept(
+    tmp_path: Path, make_config: MakeConfig, coco_dataset: tuple[Path, Path], draw_image: Callable
+) -> None:
     paths = Paths(tmp_path / "project")
     data = _coco_with_unlabeled(coco_dataset, draw_image)
     result = prepare.run(make_config(data={**data, "coco": {"unlabeled": "keep"}}), paths)
@@ -135,13 +145,23 @@ def test_unlabeled_images_can_stop_prepare(
     assert caught.value.file == data["path"] and caught.value.field == "data.coco.unlabeled" and caught.value.fix
 
 
-def test_voc_trainval_and_test_lists_carve_val_from_trainval(tmp_path: Path, make_config: MakeConfig, voc_root: Path) -> None:
+def test_voc_trainval_and_test_lists_carve_val_from_trainval(
+    tmp_path: Path, make_config: MakeConfig, voc_root: Path
+) -> None:
     main = voc_root / "ImageSets" / "Main"
     (main / "trainval.txt").write_text((main / "train.txt").read_text() + (main / "val.txt").read_text())
-    data = {"source": "voc", "path": str(voc_root), "voc": {"image_sets": {"train": "trainval", "test": "test"}}, "split": {"val": 0.34, "test": 0.2}}
+    data = {
+        "source": "voc",
+        "path": str(voc_root),
+        "voc": {"image_sets": {"train": "trainval", "test": "test"}},
+        "split": {"val": 0.34, "test": 0.2},
+    }
     paths = Paths(tmp_path / "project")
     prepare.run(make_config(data=data), paths)
-    stems = {name: sorted(r.file_name.removesuffix(".jpg") for r in load_split(paths.split_file(name)).records) for name in ("train", "val", "test")}
+    stems = {
+        name: sorted(r.file_name.removesuffix(".jpg") for r in load_split(paths.split_file(name)).records)
+        for name in ("train", "val", "test")
+    }
     assert stems["test"] == ["000008", "000009"]
     assert sorted(stems["train"] + stems["val"]) == ["000001", "000002", "000003", "000004", "000005", "000007"]
     assert len(stems["val"]) == 2

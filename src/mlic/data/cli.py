@@ -1,5 +1,4 @@
-"""`mlic data add | import`: a dataset under DVC in data/raw/, and params.yaml pointing prepare at it.
-"""
+"""`mlic data add | import`: a dataset under DVC in data/raw/, and params.yaml pointing prepare at it."""
 
 from __future__ import annotations
 
@@ -44,7 +43,12 @@ def _layout(source: str, annotations: list[str] | None, images: list[str] | None
 
 @data_app.command("add")
 def add(
-    dataset: Annotated[Path, typer.Argument(help="The dataset folder: under data/raw/ (dvc add) or outside the repository (dvc import-url).")],
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="The dataset folder: under data/raw/ (dvc add) or outside the repository (dvc import-url)."
+        ),
+    ],
     source: SourceOption,
     annotations: AnnotationsOption = None,
     images: ImagesOption = None,
@@ -66,7 +70,9 @@ def add(
 
 @data_app.command("import")
 def import_(
-    repo: Annotated[str, typer.Argument(help="URL or path of a git repository whose data DVC tracks (a data registry).")],
+    repo: Annotated[
+        str, typer.Argument(help="URL or path of a git repository whose data DVC tracks (a data registry).")
+    ],
     path: Annotated[str, typer.Argument(help="The dataset's path in that repository, e.g. data/coco.")],
     source: SourceOption,
     rev: Annotated[str | None, typer.Option("--rev", help="Branch, tag or commit of the registry.")] = None,

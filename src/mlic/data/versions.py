@@ -77,7 +77,9 @@ def make_layout(source: str, annotations: Located | None, images: Located | None
             fix="e.g. --annotations annotations/instances_train2017.json --images train2017",
         )
     if source == "voc" and images is not None:
-        raise ConfigError("VOC images are found from the VOC root (JPEGImages/)", field="--images", fix="leave --images out")
+        raise ConfigError(
+            "VOC images are found from the VOC root (JPEGImages/)", field="--images", fix="leave --images out"
+        )
     return Layout(source, annotations or ".", images)
 
 
@@ -90,7 +92,9 @@ def parse_located(values: list[str] | None, option: str) -> Located | None:
     pairs = [value.split("=", 1) for value in values]
     if any(len(pair) != 2 or not pair[0] for pair in pairs):
         raise ConfigError(
-            f"give one {option} PATH, or SPLIT=PATH for each split", field=option, fix=f"e.g. {option} train=a.json {option} test=b.json"
+            f"give one {option} PATH, or SPLIT=PATH for each split",
+            field=option,
+            fix=f"e.g. {option} train=a.json {option} test=b.json",
         )
     return {split: path for split, path in pairs}
 
@@ -99,7 +103,9 @@ def _dvc(root: Path, *args: str) -> list[str]:
     """Run a DVC command in the project; DataError with DVC's own message when it fails."""
     command = ["dvc", *args]
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run([sys.executable, "-m", *command], cwd=root, env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", *command], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         message = (result.stderr.strip() or result.stdout.strip()).splitlines()
         raise DataError(
@@ -149,7 +155,13 @@ def add(paths: Paths, dataset: Path, layout: Layout, params_file: Path, name: st
 
 
 def import_from_registry(
-    paths: Paths, repo: str, path: str, layout: Layout, params_file: Path, rev: str | None = None, name: str | None = None
+    paths: Paths,
+    repo: str,
+    path: str,
+    layout: Layout,
+    params_file: Path,
+    rev: str | None = None,
+    name: str | None = None,
 ) -> AddResult:
     """`dvc import REPO PATH -o data/raw/NAME [--rev R]`: a dataset version of a DVC data registry."""
     target = _free_target(paths, name or Path(path).name)
@@ -169,11 +181,17 @@ def _check_layout(folder: Path, layout: Layout) -> None:
     for option, located in (("--annotations", layout.annotations), ("--images", layout.images)):
         for value in _each(located):
             if not (folder / value).exists():
-                raise DataError(f"{value!r} is not in the dataset", file=folder / value, field=option, fix=f"give {option} relative to {folder}")
+                raise DataError(
+                    f"{value!r} is not in the dataset",
+                    file=folder / value,
+                    field=option,
+                    fix=f"give {option} relative to {folder}",
+                )
 
 
 def _in_project(paths: Paths, target: Path, located: Located | None) -> Located | None:
     """Paths inside the dataset as params.yaml holds them: relative to the project root."""
+
     def relative(value: str) -> str:
         return os.path.relpath((target / value).resolve(), paths.root.resolve())
 
@@ -207,7 +225,9 @@ def write_data_params(params_file: Path, keys: dict[str, Any]) -> None:
     yaml.preserve_quotes = True
     yaml.width = 4096  # keep long comment lines as they are
     if not params_file.is_file():
-        raise ConfigError("parameters file not found", file=params_file, fix="run from the project root or pass --params")
+        raise ConfigError(
+            "parameters file not found", file=params_file, fix="run from the project root or pass --params"
+        )
     document = yaml.load(params_file.read_text(encoding="utf-8")) or CommentedMap()
     data = document.setdefault("data", CommentedMap())
     for key, value in keys.items():

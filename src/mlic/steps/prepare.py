@@ -61,7 +61,8 @@ class PrepareResult:
 
     def summary(self) -> str:
         sizes = ", ".join(f"{split} {count}" for split, count in self.split_sizes.items())
-        text = f"prepared {self.source} data: {self.num_labels} labels; images {sizes} → {self.output} ({self.seconds:.1f} s)"
+        text = f"prepared {self.source} data: {self.num_labels} labels; images {sizes} → {self.output}"
+        text += f" ({self.seconds:.1f} s)"
         if self.capped:
             text += f"\n  {self.capped} training images left out by data.synthetic.max_train_per_label"
         if self.unlabeled_dropped:
@@ -86,14 +87,23 @@ def _from_synthetic(data: DataConfig, paths: Paths, staging: Path) -> PreparedDa
         kept = cap_per_label(positions["train"], label_lists, config.max_train_per_label, data.seed)
         capped = len(positions["train"]) - len(kept)
         positions["train"] = kept
-        log.info("max_train_per_label=%d: kept %d training images, left out %d", config.max_train_per_label, len(kept), capped)
+        log.info(
+            "max_train_per_label=%d: kept %d training images, left out %d",
+            config.max_train_per_label,
+            len(kept),
+            capped,
+        )
     chosen = {split: [images[i] for i in positions[split]] for split in SPLIT_NAMES}
-    synthetic.write_images([image for split in SPLIT_NAMES for image in chosen[split]], staging / "images", config, data.seed)
+    synthetic.write_images(
+        [image for split in SPLIT_NAMES for image in chosen[split]], staging / "images", config, data.seed
+    )
     splits = {split: [image.record(config.image_size) for image in chosen[split]] for split in SPLIT_NAMES}
     return PreparedData(splits, labels, "images", capped)
 
 
-def _with_carved_val(splits: dict[str, list[ImageRecord]], num_labels: int, data: DataConfig) -> dict[str, list[ImageRecord]]:
+def _with_carved_val(
+    splits: dict[str, list[ImageRecord]], num_labels: int, data: DataConfig
+) -> dict[str, list[ImageRecord]]:
     """A published protocol without a val set: take data.split.val of train (stratified, seeded)."""
     train = splits["train"]
     kept, val = carve_val([r.labels for r in train], num_labels, data.split.val, data.seed)
@@ -103,7 +113,9 @@ def _with_carved_val(splits: dict[str, list[ImageRecord]], num_labels: int, data
 
 def _from_coco(data: DataConfig, paths: Paths, staging: Path) -> PreparedData:
     if isinstance(data.path, dict):
-        image_dirs = data.image_dir if isinstance(data.image_dir, dict) else dict.fromkeys(data.path, str(data.image_dir))
+        image_dirs = (
+            data.image_dir if isinstance(data.image_dir, dict) else dict.fromkeys(data.path, str(data.image_dir))
+        )
         loaded = load_coco_splits(
             {split: _resolve(paths, value) for split, value in data.path.items()},
             {split: _resolve(paths, value) for split, value in image_dirs.items()},
@@ -149,11 +161,15 @@ def _dataset_paths(data: DataConfig) -> list[str]:
 def warn_untracked(data: DataConfig, paths: Paths) -> list[Path]:
     """Warn about (and return) dataset paths outside data/raw/: `dvc repro` cannot see them change."""
     tracked = paths.raw_data.resolve()
-    outside = [path for path in (_resolve(paths, value) for value in _dataset_paths(data)) if not path.is_relative_to(tracked)]
+    outside = [
+        path for path in (_resolve(paths, value) for value in _dataset_paths(data)) if not path.is_relative_to(tracked)
+    ]
     for path in outside:
         log.warning(
             "%s is outside %s: `dvc repro` does not see a new version of it; `mlic data add %s` puts it under DVC",
-            path, paths.raw_data, path,
+            path,
+            paths.raw_data,
+            path,
         )
     return outside
 
