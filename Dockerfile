@@ -40,15 +40,12 @@ RUN python -m venv /opt/venv \
     && touch src/mlic/__init__.py \
     && pip install --no-cache-dir -c constraints.txt . \
     && pip uninstall -y mlic
-# Editable install: `mlic package` finds the TorchServe handler in the source tree (serving/).
+# The package carries the TorchServe handler (mlic/serving/handler.py): a plain install will do.
 COPY src/ src/
-COPY serving/handler.py serving/handler.py
-RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
-    && python -m compileall -q src
+RUN pip install --no-cache-dir --no-deps -c constraints.txt .
 
 FROM base AS runtime
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/mlic /opt/mlic
 # KFP's launcher stages artifacts under /gcs, /minio and /s3: writable by a non-root task.
 RUN install -d -m 1777 /gcs /minio /s3
 USER 10001:10001
@@ -62,7 +59,6 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/mlic /opt/mlic
 USER 10001:10001
 WORKDIR /home/mlic
 EXPOSE 8080 8082

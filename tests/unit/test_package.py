@@ -14,7 +14,7 @@ import torch
 from mlic.errors import ServingError
 from mlic.io import read_json, write_json
 from mlic.paths import Paths
-from mlic.serving.archive import read_properties
+from mlic.serving.archive import HANDLER_FILE, read_properties
 from mlic.steps import package
 
 EXPECTED_MEMBERS = {"weights.pt", "config.json", "serving.json", "handler.py", "MAR-INF/MANIFEST.json"}
@@ -40,7 +40,7 @@ def test_archive_holds_state_dict_specs_and_handler_only(packaged) -> None:
     assert model["modelName"] == "mlic" and model["modelVersion"] == "1.0"
     assert model["handler"] == "handler.py" and model["serializedFile"] == "weights.pt"
     assert "modelFile" not in model  # no model code to pickle or import from the archive
-    assert handler_source == (Path(__file__).resolve().parents[2] / "serving" / "handler.py").read_text()
+    assert handler_source == HANDLER_FILE.read_text()
     best = read_json(paths.best_file)
     assert serving["label_names"] == best["label_names"] == config["label_names"]
     assert serving["thresholds"] == best["thresholds"]

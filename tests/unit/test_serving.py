@@ -199,5 +199,5 @@ def test_reference_config_in_serving_folder_matches_what_package_writes() -> Non
     from mlic.config import PackageConfig
     from mlic.serving.archive import serving_properties
 
-    reference = HANDLER_FILE.parent / "config.properties"
+    reference = Path(__file__).resolve().parents[2] / "deploy" / "torchserve.config.properties"
     assert read_properties(reference) == serving_properties(PackageConfig())

@@ -26,7 +26,7 @@ from mlic.serving.predictor import SERVING_FILE
 from mlic.serving.probe import probe_image
 
 #: The handler lives in the top-level serving/ folder of the source tree.
-HANDLER_FILE = Path(__file__).resolve().parents[3] / "serving" / "handler.py"
+HANDLER_FILE = Path(__file__).resolve().with_name("handler.py")
 MANIFEST_FILE = "MAR-INF/MANIFEST.json"
 #: Everything an archive may contain; anything else (a model file, a pickle) is a packaging bug.
 ARCHIVE_MEMBERS = frozenset({WEIGHTS_FILE, CONFIG_FILE, SERVING_FILE, HANDLER_FILE.name, MANIFEST_FILE})

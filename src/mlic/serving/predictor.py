@@ -1,6 +1,6 @@
 """What the TorchServe handler does, minus TorchServe: parse a request, decode it, score, answer.
 
-It lives in the package (not in serving/handler.py) because TorchServe insists that a handler
+It lives apart from mlic/serving/handler.py because TorchServe insists that a handler
 module defines exactly one class, and because `mlic package` runs the same code to prove an
 archive works before it replaces the last good one.
 

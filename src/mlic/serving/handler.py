@@ -3,7 +3,8 @@
 It subclasses `BaseHandler` rather than `VisionHandler` (which imports captum and switches off
 Pillow's decompression-bomb guard). The model is rebuilt by `mlic` from config.json + weights.pt
 loaded with `weights_only=True`: no pickled code in the archive. `mlic` must be installed in the
-environment TorchServe runs in (the serving image installs it).
+environment TorchServe runs in (the serving image installs it). The file ships inside the package
+so a plain (non-editable) install can pack it; `mlic package` copies it into the archive.
 
 Request and answer formats (raw bytes, JSON, KServe v1 instances): see `mlic.serving.predictor`. Errors are per request: in a batch,
 an image that cannot be decoded gets its own HTTP 400 with a JSON message while its neighbours
