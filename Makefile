@@ -45,6 +45,9 @@ bench-quality: install
 bench-speed: install
 	$(BIN)/python bench/speed.py
 
+bench-serving: install  ## TorchServe under load (needs `mlic package` first): bench/results/serving.{md,json,png}
+	nice $(BIN)/python bench/serving.py
+
 lint: install
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/python -m compileall -q src tests bench

@@ -68,7 +68,7 @@ def test_prediction_matches_the_model_in_process(endpoint: server.Endpoint, pack
     expected = _in_process_scores(packaged_root, photo)
     assert answer["scores"] == pytest.approx(expected, abs=1e-5)
     thresholds = json.loads(Paths(packaged_root).best_file.read_text())["thresholds"]
-    chosen = {name for (name, score), threshold in zip(expected.items(), thresholds) if score >= threshold}
+    chosen = {name for (name, score), threshold in zip(expected.items(), thresholds, strict=True) if score >= threshold}
     assert {item["label"] for item in answer["labels"]} == chosen
     scores = [item["score"] for item in answer["labels"]]
     assert scores == sorted(scores, reverse=True)
