@@ -1,0 +1,50 @@
+"""Two `dvc repro` in one project: DVC's locks refuse the second with a clear message (which output
+is busy, held by which process) while the first runs on; the first, killed with SIGKILL in its prepare stage, leaves a project the next
+`dvc repro` completes, with no temporary left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from interrupted import temporaries
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dvc_project import BIN, TINY, make_project, run  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_second_repro_is_refused_and_a_killed_one_is_completed_by_the_next(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "project", TINY)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(
+        ["dvc", "repro"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group: the kill below reaches the stage's command too
+    )
+    assert first.stdout is not None
+    seen = []
+    for line in first.stdout:
+        seen.append(line)
+        if "Running stage 'prepare'" in line:
+            break
+    assert first.poll() is None, "".join(seen)
+
+    second = run(["dvc", "repro"], root, check=False)
+    refusal = second.stdout + second.stderr
+    assert second.returncode != 0
+    assert "data/prepared' is busy, it is being blocked by" in refusal  # the output the first is writing
+    assert f"(PID {first.pid}): {BIN / 'dvc'} repro" in refusal, refusal  # and who holds it
+
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    first.stdout.close()
+
+    run(["dvc", "repro"], root)
+    assert run(["dvc", "status"], root).stdout.strip().startswith("Data and pipelines are up to date")
+    assert (root / "artifacts" / "serving" / "model-store" / "mlic.mar").is_file()
+    assert temporaries(root) == []
