@@ -53,7 +53,7 @@ def make_project(root: Path, params: dict) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(PROJECT / name, root / name)
-    for folder in ("src", "serving", "data/raw"):
+    for folder in ("src", "data/raw"):
         shutil.copytree(PROJECT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     merged = merge(yaml.safe_load((PROJECT / "params.yaml").read_text()), params)
     (root / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
