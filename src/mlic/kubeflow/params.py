@@ -3,8 +3,9 @@
 KFP decides a cache hit from a task's inputs. Handing every task the whole params.yaml would make
 any change (say `evaluate.min_map`) re-run every task, training included; handing a task less
 than it reads would hide a change from the cache. So each task gets exactly the sections its step
-reads, and a train task only its own architecture's knobs. A step that runs with a subset still
-builds a full `Config`: the sections it does not read take their defaults.
+reads, as `mlic.steps.params` declares them (the same table dvc.yaml is checked against), and a
+train task only its own architecture's knobs. A step that runs with a subset still builds a full
+`Config`: the keys it does not read take their defaults.
 
 Params travel as JSON *strings*, not dict parameters: KFP stores dict parameters as protobuf
 Structs, which turn every number into a float (`hidden_dim: 1024` would reach the model as
@@ -19,18 +20,13 @@ from typing import Any
 
 from mlic.config import Config, config_from_dict
 from mlic.errors import PipelineError
+from mlic.steps.params import step_params, subset
 
 #: Pipeline parameter that carries params.yaml (as JSON).
 PARAMS_PARAMETER = "params"
 
-#: Top-level params.yaml sections each step reads (train is per architecture, see `train_runs`).
-STEP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "prepare": ("data",),
-    "validate": ("data", "validate"),
-    "graph": ("data", "graph"),
-    "evaluate": ("architectures", "data", "train", "evaluate"),
-    "package": ("architectures", "data", "train", "models", "evaluate", "package"),
-}
+#: The steps that run once per pipeline run (train runs once per architecture, see `train_params`).
+SINGLE_STEPS = ("prepare", "validate", "graph", "evaluate", "package")
 
 
 @dataclass(frozen=True)
@@ -64,22 +60,15 @@ def parse_params(params_json: str, source: str = f"pipeline parameter '{PARAMS_P
 
 
 def train_params(config: Config, arch: str) -> str:
-    """What `train --arch A` reads: data, train and A's own knobs (other models' knobs stay out)."""
-    full = config.to_dict()
-    subset = {
-        "architectures": [arch],
-        "data": full["data"],
-        "train": full["train"],
-        "models": {arch: full["models"][arch]},
-    }
-    return _canonical(subset)
+    """What `train --arch A` reads (mlic.steps.params): other models' knobs stay out."""
+    return _canonical(subset(config.to_dict(), step_params("train", arch)))
 
 
 def plan(params_json: str) -> StepParams:
     """Validate params once, up front, and cut them into the per-task subsets."""
     config = parse_params(params_json)
     full = config.to_dict()
-    by_step = {step: _canonical({key: full[key] for key in keys}) for step, keys in STEP_SECTIONS.items()}
+    by_step = {step: _canonical(subset(full, step_params(step))) for step in SINGLE_STEPS}
     return StepParams(
         **by_step,
         train=[{"arch": arch, "params": train_params(config, arch)} for arch in config.architectures],
