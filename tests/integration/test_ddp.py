@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prepared_data import LABELS, make_prepared  # noqa: E402
 
 from mlic.config import config_from_dict  # noqa: E402
+from mlic.data.dataset import MultiLabelDataset  # noqa: E402
+from mlic.data.transforms import eval_transform  # noqa: E402
+from mlic.evaluation.metrics import mean_average_precision  # noqa: E402
+from mlic.evaluation.predict import predict_probabilities  # noqa: E402
+from mlic.models.saved import load_model  # noqa: E402
 from mlic.paths import Paths  # noqa: E402
 from mlic.steps import graph as graph_step  # noqa: E402
 
@@ -61,3 +68,14 @@ def test_two_rank_gloo_run_trains_one_model_in_range_of_one_process(tmp_path: Pa
     # same data, same global batch and steps: the DDP run learns as well as one process, within noise
     assert abs(summaries[nproc]["val_mAP"] - summaries[1]["val_mAP"]) < 15
     assert summaries[nproc]["train_loss"] < 0.69  # below chance-level BCE: it learned
+    # each rank scored its shard of the val split: put together, they give the saved model's val mAP
+    assert summaries[nproc]["val_mAP"] == pytest.approx(_val_map(tmp_path / f"world{nproc}"), abs=1e-6)
+
+
+def _val_map(root: Path) -> float:
+    """The val mAP of the model `mlic train` saved under `root`, scored by one process."""
+    paths = Paths(root)
+    model, spec = load_model(paths.model_dir("baseline"))
+    val = MultiLabelDataset(paths.split_file("val"), spec["num_classes"], eval_transform(spec["image_size"]))
+    scores, targets = predict_probabilities(model, DataLoader(val, batch_size=8), torch.device("cpu"))
+    return mean_average_precision(scores, targets, spec["label_names"])

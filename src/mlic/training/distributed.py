@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -60,3 +61,28 @@ def mean_across_ranks(value: float, context: DistributedContext, device: torch.d
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return float(tensor.item() / context.world_size)
+
+
+def broadcast_buffers(module: torch.nn.Module, context: DistributedContext) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics drift per rank in training)."""
+    if context.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def gather_shards(
+    arrays: list[np.ndarray], total: int, context: DistributedContext, device: torch.device
+) -> list[np.ndarray]:
+    """Put back together, in the split's order, what each rank computed for its shard.
+
+    A `DistributedSampler(shuffle=False)` gives rank r items r, r + W, r + 2W, ... of the split,
+    padded to a multiple of W with its first items, so every rank holds the same number of rows:
+    rows are gathered, interleaved back, and the padding is cut off. `arrays` are 2-D, one row per
+    item, and are returned the same way (float32).
+    """
+    widths = [array.shape[1] for array in arrays]
+    local = torch.from_numpy(np.concatenate([a.astype(np.float32) for a in arrays], axis=1)).to(device)
+    gathered = [torch.empty_like(local) for _ in range(context.world_size)]
+    dist.all_gather(gathered, local)
+    rows = torch.stack(gathered, dim=1).reshape(-1, local.shape[1])[:total].cpu().numpy()
+    return np.split(rows, np.cumsum(widths)[:-1], axis=1)

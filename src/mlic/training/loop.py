@@ -184,6 +184,7 @@ class Trainer:
         self.val_loader = DataLoader(
             self.val_set, batch_size=self.settings.batch_size, num_workers=self.settings.num_workers,
             pin_memory=self.device.type == "cuda",
+            sampler=DistributedSampler(self.val_set, shuffle=False) if self.context.enabled else None,
         )
         self.steps_per_epoch = len(self.train_loader)
         if self.settings.max_steps_per_epoch:
@@ -249,9 +250,22 @@ class Trainer:
         return distributed.mean_across_ranks(total / max(batches, 1), self.context, self.device)
 
     def _validate(self) -> float:
+        """Val mAP on rank 0 (NaN elsewhere); every rank scores its shard of the split.
+
+        Sharded so that no rank idles at a barrier while rank 0 alone scores a large split, which
+        can outlast the collective timeout. Rank 0's buffers (BatchNorm statistics) go to every
+        rank first: the figure is that of the model rank 0 saves.
+        """
         if len(self.val_set) == 0:
             return float("nan")
+        distributed.broadcast_buffers(self.model, self.context)
         probabilities, targets = predict_probabilities(self.model, self.val_loader, self.device, self.settings.amp)
+        if self.context.enabled:
+            probabilities, targets = distributed.gather_shards(
+                [probabilities, targets], len(self.val_set), self.context, self.device
+            )
+            if not self.context.is_main:
+                return float("nan")
         return mean_average_precision(probabilities, targets, self.graph.label_names)
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -289,7 +303,7 @@ class Trainer:
                 started = time.perf_counter()
                 train_loss = self._oom_guard(self._train_epoch, epoch)
                 seconds = time.perf_counter() - started
-                val_map = self._validate() if self.context.is_main else float("nan")
+                val_map = self._validate()
                 history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_mAP": val_map, "seconds": seconds})
                 if self.context.is_main:
                     log.info("%s epoch %d: loss %.4f, val mAP %.2f (%.1f s)", self.arch, epoch + 1, train_loss, val_map, seconds)
