@@ -211,6 +211,4 @@ def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"{what} is not valid JSON ({exc})", file=path, fix="re-export or repair the file"
-        ) from exc
+        raise DataError(f"{what} is not valid JSON ({exc})", file=path, fix="re-export or repair the file") from exc

@@ -23,7 +23,12 @@ def test_a_second_repro_is_refused_and_a_killed_one_is_completed_by_the_next(tmp
     root = make_project(tmp_path / "project", TINY)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(
-        ["dvc", "repro"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ["dvc", "repro"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its own process group: the kill below reaches the stage's command too
     )
     assert first.stdout is not None

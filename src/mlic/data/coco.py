@@ -98,7 +98,9 @@ def _check_boxes(payload: dict[str, Any], path: Path) -> None:
         if problem:
             bad.append((position, f"annotation {annotation['id']} (image {annotation['image_id']}): {problem}"))
     if bad:
-        more = f"; {len(bad) - 1} more bad box(es), the next: {'; '.join(text for _, text in bad[1:6])}" if len(bad) > 1 else ""
+        more = ""
+        if len(bad) > 1:
+            more = f"; {len(bad) - 1} more bad box(es), the next: " + "; ".join(text for _, text in bad[1:6])
         raise DataError(
             bad[0][1] + more,
             file=path,
