@@ -33,12 +33,13 @@ RUN apt-get update \
 FROM base AS builder
 WORKDIR /opt/mlic
 # Dependencies first, from the pin file only: this layer is rebuilt when the pins change, not
-# when the code does. A stub package lets pip resolve mlic's own requirements.
+# when the code does. A stub package lets pip resolve mlic's own requirements; the remotes extra
+# lets the pipeline's fetch task read DVC remotes on S3, GCS and Azure.
 COPY constraints.txt pyproject.toml README.md ./
 RUN python -m venv /opt/venv \
     && mkdir -p src/mlic \
     && touch src/mlic/__init__.py \
-    && pip install --no-cache-dir -c constraints.txt . \
+    && pip install --no-cache-dir -c constraints.txt ".[remotes]" \
     && pip uninstall -y mlic
 # The package carries the TorchServe handler (mlic/serving/handler.py): a plain install will do.
 COPY src/ src/

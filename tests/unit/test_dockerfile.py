@@ -46,7 +46,7 @@ def test_targets_run_as_an_unprivileged_user_with_pinned_packages(target: str) -
     copied = " ".join(line for line in instructions if line.startswith("COPY --from=builder"))
     assert "/opt/venv" in copied and "/opt/mlic" not in copied  # the installed package, not the source tree
     builder = " ".join(stages()["builder"])
-    assert "-c constraints.txt" in builder and "pip install --no-cache-dir -c constraints.txt ." in builder
+    assert "-c constraints.txt" in builder and 'pip install --no-cache-dir -c constraints.txt ".[remotes]"' in builder
 
 
 def test_serving_has_java_17_torchserve_and_a_healthcheck() -> None:

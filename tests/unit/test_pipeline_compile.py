@@ -20,7 +20,7 @@ from mlic.kubeflow.tasks import storage_uri
 
 PROJECT = Path(__file__).resolve().parents[2]
 PARAMS = PROJECT / "params.yaml"
-IMAGE = "registry.example.com/mlic-runtime:test"
+IMAGE = "registry.example.com/mlic-runtime@sha256:" + "0" * 64
 STEP_TASKS = {"fetch-data", "prepare", "validate", "graph", "train", "evaluate", "package"}
 
 
@@ -30,12 +30,19 @@ def compile_ir(tmp_path: Path, *options: str) -> dict[str, Any]:
         app, ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", IMAGE, *options]
     )
     assert result.exit_code == 0, result.output
-    return yaml.safe_load(output.read_text())
+    assert "warning" not in result.output  # the image is pinned by digest
+    ir, *platform = yaml.safe_load_all(output.read_text())
+    ir["platform"] = platform[0]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if platform else {}
+    return ir
 
 
 @pytest.fixture(scope="module")
 def ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return compile_ir(tmp_path_factory.mktemp("compiled"), "--train-cpu", "6", "--train-memory", "24Gi", "--gpus", "2")
+    return compile_ir(
+        tmp_path_factory.mktemp("compiled"),
+        *("--train-cpu", "6", "--train-memory", "24Gi", "--gpus", "2", "--train-parallelism", "3"),
+        *("--data-secret", "mlic-data", "--data-secret-key", "AZURE_STORAGE_CONNECTION_STRING"),
+    )
 
 
 def all_tasks(ir: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -81,20 +88,87 @@ def test_training_loops_over_the_architectures_and_requests_gpus(ir: dict[str, A
     assert train_inputs["arch"]["parameterExpressionSelector"] == 'parseJson(string_value)["arch"]'
     assert train_inputs["params"]["parameterExpressionSelector"] == 'parseJson(string_value)["params"]'
 
+    assert loop_task["iteratorPolicy"] == {"parallelismLimit": 3}  # not every architecture's GPUs at once
+
     resources = ir["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert resources["accelerator"]["resourceCount"] == "2"
     assert resources["resourceCpuRequest"] == "6"
     assert resources["resourceMemoryRequest"] == "24Gi"
-    other = {n: e for n, e in ir["deploymentSpec"]["executors"].items() if n != "exec-train"}
+    evaluate = ir["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["resources"]
+    assert evaluate["accelerator"]["resourceCount"] == "1"  # scoring on a GPU when training has them
+    other = {n: e for n, e in ir["deploymentSpec"]["executors"].items() if n not in ("exec-train", "exec-evaluate")}
     assert not any("accelerator" in e["container"].get("resources", {}) for e in other.values())
 
 
+def test_gpu_tasks_land_on_gpu_nodes_with_a_big_shared_memory(ir: dict[str, Any]) -> None:
+    for executor in ("exec-train", "exec-evaluate"):
+        platform = ir["platform"][executor]
+        assert platform["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        assert platform["nodeSelector"] == {"labels": {"nvidia.com/gpu.present": "true"}}
+        assert platform["emptyDirMounts"] == [
+            {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "8Gi"}
+        ]
+
+
+def test_every_task_requests_cpu_and_memory(ir: dict[str, Any]) -> None:
+    for name, executor in ir["deploymentSpec"]["executors"].items():
+        resources = executor["container"].get("resources", {})
+        assert resources.get("resourceCpuRequest") and resources.get("resourceMemoryRequest"), name
+
+
+def test_transient_failures_are_retried_with_backoff(ir: dict[str, Any]) -> None:
+    tasks = all_tasks(ir)
+    for name in ("fetch-data", "train"):
+        policy = tasks[name]["retryPolicy"]
+        assert policy["maxRetryCount"] == 2 and policy["backoffDuration"] == "60s", name
+    assert "retryPolicy" not in tasks["validate"]  # a failed expectation fails the same way again
+
+
+def test_the_data_credentials_come_from_a_secret(ir: dict[str, Any]) -> None:
+    for executor in ("exec-fetch-data", "exec-resolve-data-revision"):
+        (secret,) = ir["platform"][executor]["secretAsEnv"]
+        assert secret["secretName"] == "mlic-data"
+        assert secret["keyToEnv"] == [
+            {"secretKey": "AZURE_STORAGE_CONNECTION_STRING", "envVar": "AZURE_STORAGE_CONNECTION_STRING"}
+        ]
+    assert "secretAsEnv" not in ir["platform"]["exec-train"]
+
+
+def test_the_description_names_the_oldest_backend(ir: dict[str, Any]) -> None:
+    assert "KFP backend >= 2.14.0" in ir["pipelineInfo"]["description"]
+
+
+def test_an_image_without_a_digest_is_warned_about(tmp_path: Path) -> None:
+    output = tmp_path / "mlic.yaml"
+    result = CliRunner().invoke(
+        app, ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", "mlic:latest"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "mlic:latest is not pinned by digest" in result.output and "@sha256:" in result.output
+
+
 def test_cpu_only_build_requests_no_accelerator(tmp_path: Path) -> None:
-    executors = compile_ir(tmp_path, "--gpus", "0")["deploymentSpec"]["executors"]
-    resources = executors["exec-train"]["container"]["resources"]
-    assert "accelerator" not in resources
-    assert resources["resourceCpuRequest"] == "4"
+    ir = compile_ir(tmp_path, "--gpus", "0", "--shm-size", "2Gi")
+    executors = ir["deploymentSpec"]["executors"]
+    for executor in ("exec-train", "exec-evaluate"):
+        assert "accelerator" not in executors[executor]["container"]["resources"]
+        assert set(ir["platform"][executor]) == {"emptyDirMounts"}  # no GPU toleration or node label
+        assert ir["platform"][executor]["emptyDirMounts"][0]["sizeLimit"] == "2Gi"
+    assert executors["exec-train"]["container"]["resources"]["resourceCpuRequest"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--gpu-toleration", "nvidia.com/gpu"), ("--gpu-node-selector", "gpu"), ("--train-memory", "lots")],
+)
+def test_bad_placement_is_a_clear_error(tmp_path: Path, option: str, value: str) -> None:
+    output = tmp_path / "x.yaml"
+    result = CliRunner().invoke(
+        app, ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", IMAGE, option, value]
+    )
+    assert result.exit_code == PipelineError.exit_code, result.output
+    assert option in result.output and value in result.output
 
 
 def test_evaluate_collects_every_trained_model(ir: dict[str, Any]) -> None:
@@ -120,12 +194,14 @@ def test_package_runs_only_inside_the_gate_condition(ir: dict[str, Any]) -> None
 
 def test_caching_is_decided_per_task(ir: dict[str, Any]) -> None:
     leaves = {
-        name: task for name, task in all_tasks(ir).items() if "executorLabel" in ir["components"][task["componentRef"]["name"]]
+        name: task
+        for name, task in all_tasks(ir).items()
+        if "executorLabel" in ir["components"][task["componentRef"]["name"]]
     }
     caching = {name: task["cachingOptions"].get("enableCache", False) for name, task in leaves.items()}
     assert caching.pop("resolve-data-revision") is False  # a branch moves: look it up every run
     assert all(caching.values()), caching  # keyed on the commit, the params subset, upstream artifacts
-    assert STEP_TASKS <= set(caching)
+    assert set(caching) >= STEP_TASKS
 
 
 def test_pipeline_parameters_and_their_defaults(ir: dict[str, Any]) -> None:
@@ -134,15 +210,6 @@ def test_pipeline_parameters_and_their_defaults(ir: dict[str, Any]) -> None:
     assert json.loads(parameters["params"]["defaultValue"]) == load_config(PARAMS).to_dict()
     assert parameters["data_repo_url"]["defaultValue"] == ""  # the built-in synthetic data
     assert parameters["data_path"]["defaultValue"] == "data/raw"
-
-
-def test_bad_resources_are_a_clear_error(tmp_path: Path) -> None:
-    output = tmp_path / "x.yaml"
-    result = CliRunner().invoke(
-        app, ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--train-memory", "lots"]
-    )
-    assert result.exit_code == PipelineError.exit_code
-    assert "--train-memory" in result.output and "16Gi" in result.output
 
 
 def test_mlic_help_does_not_import_kfp() -> None:
@@ -179,7 +246,9 @@ def test_each_training_gets_only_its_own_model_knobs() -> None:
     assert list(runs["mlgcn"]["models"]) == ["mlgcn"]
     assert runs["mlgcn"]["models"]["mlgcn"] | {"hidden_dim": 1024, "pool": "max"} == runs["mlgcn"]["models"]["mlgcn"]
     assert "architectures" not in runs["mlgcn"]
-    assert parse_params(json.dumps(runs["mlgcn"])).model_knobs("mlgcn") == parse_params(params_json()).model_knobs("mlgcn")
+    assert parse_params(json.dumps(runs["mlgcn"])).model_knobs("mlgcn") == parse_params(params_json()).model_knobs(
+        "mlgcn"
+    )
 
 
 def test_broken_params_name_the_parameter() -> None:

@@ -5,6 +5,7 @@ kfp is imported inside the commands (`mlic --help` stays fast).
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -16,13 +17,16 @@ from mlic.kubeflow.settings import (
     DATA_PARAMETERS,
     DEFAULT_IMAGE,
     BuildSettings,
+    DataSecret,
     TrainResources,
+    image_warning,
 )
 
 pipeline_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 DEFAULT_COMPILED = Path("pipelines") / "compiled" / "mlic.yaml"
 DEFAULT_TRAIN = TrainResources()
+DEFAULT_SETTINGS = BuildSettings()
 #: Local runs' outputs (.mlic/ is git-ignored).
 DEFAULT_OUTPUT_DIR = Path(".mlic") / "kfp-local"
 
@@ -33,7 +37,9 @@ ParamOption = Annotated[
         help="Set a pipeline parameter: data_repo_url=URL, data_rev=BRANCH|TAG|SHA, data_path=PATH (repeatable).",
     ),
 ]
-ImageOption = Annotated[str, typer.Option(help="Runtime image every task runs in.")]
+ImageOption = Annotated[
+    str, typer.Option(help="Runtime image every task runs in; pin it by digest (…@sha256:…) for a cluster.")
+]
 CpuOption = Annotated[str, typer.Option("--train-cpu", help="CPU request of each train task.")]
 MemoryOption = Annotated[str, typer.Option("--train-memory", help="Memory request of each train task.")]
 GpuTypeOption = Annotated[str, typer.Option("--gpu-type", help="Accelerator resource each train task requests.")]
@@ -41,6 +47,46 @@ GpusOption = Annotated[int, typer.Option("--gpus", min=0, help="Accelerators per
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", help="Compile with caching off: every task re-runs (default: cache on inputs).")
 ]
+TolerationOption = Annotated[
+    str, typer.Option("--gpu-toleration", help="Toleration of GPU tasks, key[=value]:Effect ('' for none).")
+]
+NodeSelectorOption = Annotated[
+    str, typer.Option("--gpu-node-selector", help="Node label GPU tasks need, key=value ('' for none).")
+]
+ShmOption = Annotated[str, typer.Option("--shm-size", help="In-memory /dev/shm of train and evaluate ('' for none).")]
+ParallelismOption = Annotated[
+    int, typer.Option("--train-parallelism", min=1, help="Architectures trained at once (each with --gpus GPUs).")
+]
+RetriesOption = Annotated[int, typer.Option("--retries", min=0, help="Retries of the fetch and train tasks.")]
+SecretOption = Annotated[
+    str, typer.Option("--data-secret", help="Kubernetes Secret with the data credentials for the fetch tasks.")
+]
+SecretKeysOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data-secret-key",
+        help="Key of --data-secret given to the fetch tasks as the environment variable of the same name "
+        f"(repeatable; default {', '.join(DataSecret().keys)}).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """The compile options besides the image, as the commands received them."""
+
+    train_cpu: str
+    train_memory: str
+    gpu_type: str
+    gpus: int
+    gpu_toleration: str
+    gpu_node_selector: str
+    shm_size: str
+    train_parallelism: int
+    retries: int
+    no_cache: bool
+    data_secret: str
+    data_secret_keys: list[str] | None
 
 
 def _params_json(params: Path, overrides: list[str] | None) -> str:
@@ -64,13 +110,36 @@ def _pipeline_arguments(items: list[str] | None) -> dict[str, str]:
     return arguments
 
 
-def _settings(image: str, cpu: str, memory: str, gpu_type: str, gpus: int, no_cache: bool) -> BuildSettings:
-    return BuildSettings(image=image, train=TrainResources(cpu, memory, gpu_type, gpus), cache=not no_cache)
+def _settings(image: str, options: ClusterOptions) -> BuildSettings:
+    """The build settings; a tag-only image is allowed but warned about (it defeats caching safely)."""
+    warning = image_warning(image)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
+    train = TrainResources(
+        options.train_cpu,
+        options.train_memory,
+        options.gpu_type,
+        options.gpus,
+        options.gpu_toleration,
+        options.gpu_node_selector,
+        options.shm_size,
+    )
+    secret = DataSecret(options.data_secret, tuple(options.data_secret_keys or DataSecret().keys))
+    return BuildSettings(
+        image=image,
+        train=train,
+        cache=not options.no_cache,
+        train_parallelism=options.train_parallelism,
+        retries=options.retries,
+        data_secret=secret,
+    )
 
 
 @pipeline_app.command("compile")
 def compile_command(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the pipeline YAML.")] = DEFAULT_COMPILED,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the pipeline YAML.")
+    ] = DEFAULT_COMPILED,
     params: ParamsOption = Path("params.yaml"),
     set_: SetOption = None,
     image: ImageOption = DEFAULT_IMAGE,
@@ -78,14 +147,37 @@ def compile_command(
     train_memory: MemoryOption = DEFAULT_TRAIN.memory,
     gpu_type: GpuTypeOption = DEFAULT_TRAIN.accelerator_type,
     gpus: GpusOption = DEFAULT_TRAIN.accelerator_count,
+    gpu_toleration: TolerationOption = DEFAULT_TRAIN.gpu_toleration,
+    gpu_node_selector: NodeSelectorOption = DEFAULT_TRAIN.gpu_node_selector,
+    shm_size: ShmOption = DEFAULT_TRAIN.shm_size,
+    train_parallelism: ParallelismOption = DEFAULT_SETTINGS.train_parallelism,
+    retries: RetriesOption = DEFAULT_SETTINGS.retries,
     no_cache: NoCacheOption = False,
+    data_secret: SecretOption = "",
+    data_secret_key: SecretKeysOption = None,
 ) -> None:
     """Compile the Kubeflow pipeline to YAML (params.yaml becomes the `params` default)."""
 
     def action() -> None:
         from mlic.kubeflow.pipeline import compile_pipeline
 
-        settings = _settings(image, train_cpu, train_memory, gpu_type, gpus, no_cache)
+        settings = _settings(
+            image,
+            ClusterOptions(
+                train_cpu,
+                train_memory,
+                gpu_type,
+                gpus,
+                gpu_toleration,
+                gpu_node_selector,
+                shm_size,
+                train_parallelism,
+                retries,
+                no_cache,
+                data_secret,
+                data_secret_key,
+            ),
+        )
         written = compile_pipeline(settings, _params_json(params, set_), output)
         typer.echo(f"pipeline compiled → {written} (image {settings.image})")
 
@@ -126,7 +218,14 @@ def submit_command(
     train_memory: MemoryOption = DEFAULT_TRAIN.memory,
     gpu_type: GpuTypeOption = DEFAULT_TRAIN.accelerator_type,
     gpus: GpusOption = DEFAULT_TRAIN.accelerator_count,
+    gpu_toleration: TolerationOption = DEFAULT_TRAIN.gpu_toleration,
+    gpu_node_selector: NodeSelectorOption = DEFAULT_TRAIN.gpu_node_selector,
+    shm_size: ShmOption = DEFAULT_TRAIN.shm_size,
+    train_parallelism: ParallelismOption = DEFAULT_SETTINGS.train_parallelism,
+    retries: RetriesOption = DEFAULT_SETTINGS.retries,
     no_cache: NoCacheOption = False,
+    data_secret: SecretOption = "",
+    data_secret_key: SecretKeysOption = None,
 ) -> None:
     """Compile the pipeline and start a run of it on a Kubeflow Pipelines API.
 
@@ -139,7 +238,23 @@ def submit_command(
 
         params_json = _params_json(params, set_)
         arguments = {"params": params_json, **_pipeline_arguments(param)}
-        settings = _settings(image, train_cpu, train_memory, gpu_type, gpus, no_cache)
+        settings = _settings(
+            image,
+            ClusterOptions(
+                train_cpu,
+                train_memory,
+                gpu_type,
+                gpus,
+                gpu_toleration,
+                gpu_node_selector,
+                shm_size,
+                train_parallelism,
+                retries,
+                no_cache,
+                data_secret,
+                data_secret_key,
+            ),
+        )
         with tempfile.TemporaryDirectory(prefix="mlic-submit-") as tmp:
             package = compile_pipeline(settings, params_json, Path(tmp) / "mlic.yaml")
             submission = submit(

@@ -29,24 +29,83 @@ No `from __future__ import annotations` here: kfp reads the pipeline's annotatio
 
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 
 from mlic.errors import PipelineError
 from mlic.kubeflow.components import build_components
-from mlic.kubeflow.settings import DATA_PARAMETERS, PIPELINE_NAME, BuildSettings, TrainResources
+from mlic.kubeflow.settings import (
+    DATA_PARAMETERS,
+    MIN_BACKEND_VERSION,
+    PIPELINE_NAME,
+    SHM_PATH,
+    BuildSettings,
+    DataSecret,
+    Requests,
+    TrainResources,
+)
+
+#: Retries of a task wait 60 s, doubling each time; Argo stops retrying `max` after the task began,
+#: so it is a day: a training that fails after hours must still get its retry.
+RETRY_BACKOFF = {"backoff_duration": "60s", "backoff_max_duration": "86400s"}
 
 
-def _request_training_resources(task: dsl.PipelineTask, resources: TrainResources) -> None:
+def _request(task: dsl.PipelineTask, requests: Requests, accelerators: int = 0, accelerator_type: str = "") -> None:
     try:
-        task.set_cpu_request(resources.cpu).set_memory_request(resources.memory)
-        if resources.accelerator_count:
-            task.set_accelerator_type(resources.accelerator_type).set_accelerator_limit(resources.accelerator_count)
+        task.set_cpu_request(requests.cpu).set_memory_request(requests.memory)
+        if accelerators:
+            task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerators)
     except ValueError as exc:  # kfp's own check of the Kubernetes quantity strings
         raise PipelineError(
-            f"invalid training resources ({exc})",
+            f"invalid resources for task {task.name}: cpu '{requests.cpu}', memory '{requests.memory}' ({exc})",
             field="--train-cpu/--train-memory/--gpus",
             fix="use Kubernetes quantities, e.g. --train-cpu 4 --train-memory 16Gi --gpus 1",
         ) from None
+
+
+def _toleration(spec: str) -> dict[str, str]:
+    """`key[=value]:Effect` → add_toleration's arguments (no value: operator Exists)."""
+    taint, separator, effect = spec.rpartition(":")
+    key, equals, value = taint.partition("=")
+    if not separator or not key or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+        raise PipelineError(
+            f"'{spec}' is not a toleration",
+            field="--gpu-toleration",
+            fix="give key[=value]:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute, "
+            "e.g. nvidia.com/gpu:NoSchedule ('' for none)",
+        )
+    if equals:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def _node_selector(spec: str) -> tuple[str, str]:
+    key, equals, value = spec.partition("=")
+    if not equals or not key:
+        raise PipelineError(
+            f"'{spec}' is not a node label",
+            field="--gpu-node-selector",
+            fix="give key=value, e.g. nvidia.com/gpu.present=true ('' for none)",
+        )
+    return key, value
+
+
+def _on_accelerators(task: dsl.PipelineTask, requests: Requests, train: TrainResources, accelerators: int) -> None:
+    """Requests, the GPU nodes' toleration and label, and an in-memory /dev/shm for DataLoader workers."""
+    _request(task, requests, accelerators, train.accelerator_type)
+    if accelerators and train.gpu_toleration:
+        kubernetes.add_toleration(task, **_toleration(train.gpu_toleration))
+    if accelerators and train.gpu_node_selector:
+        kubernetes.add_node_selector(task, *_node_selector(train.gpu_node_selector))
+    if train.shm_size:
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path=SHM_PATH, medium="Memory", size_limit=train.shm_size
+        )
+
+
+def _with_secret(task: dsl.PipelineTask, secret: DataSecret) -> None:
+    """The data credentials as environment variables of the task, never as pipeline parameters."""
+    if secret.name:
+        kubernetes.use_secret_as_env(task, secret_name=secret.name, secret_key_to_env={key: key for key in secret.keys})
 
 
 def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.graph_component.GraphComponent:
@@ -56,7 +115,9 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="Multi-label image classification with label-graph models: DVC data → trained, "
-        "evaluated, gated, TorchServe-packaged model.",
+        "evaluated, gated, TorchServe-packaged model. Needs a KFP backend >= "
+        + ".".join(map(str, MIN_BACKEND_VERSION))
+        + ".",
     )
     def mlic(
         params: str = default_params_json,
@@ -64,35 +125,44 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
         data_rev: str = DATA_PARAMETERS["data_rev"],
         data_path: str = DATA_PARAMETERS["data_path"],
     ) -> dsl.Metrics:
-        step_params = components.check_params(params=params).set_caching_options(settings.cache)
-        training_plan = components.plan_training(params=params).set_caching_options(settings.cache).after(step_params)
+        def step(task: dsl.PipelineTask, cache: bool = settings.cache) -> dsl.PipelineTask:
+            """Caching and the task's CPU/memory requests (settings.requests, by task name)."""
+            _request(task, settings.requests[task.name])
+            return task.set_caching_options(cache)
 
-        revision = components.resolve_data_revision(repo_url=data_repo_url, rev=data_rev).set_caching_options(False)
-        fetched = components.fetch_data(repo_url=data_repo_url, commit=revision.output, path=data_path)
-        fetched.set_caching_options(settings.cache)
+        step_params = step(components.check_params(params=params))
+        training_plan = step(components.plan_training(params=params)).after(step_params)
 
-        prepared = components.prepare(params=step_params.outputs["prepare"], raw_data=fetched.outputs["data"])
-        prepared.set_caching_options(settings.cache)
+        revision = step(components.resolve_data_revision(repo_url=data_repo_url, rev=data_rev), cache=False)
+        _with_secret(revision, settings.data_secret)
+        fetched = step(components.fetch_data(repo_url=data_repo_url, commit=revision.output, path=data_path))
+        _with_secret(fetched, settings.data_secret)
+        fetched.set_retry(settings.retries, **RETRY_BACKOFF)
+
+        prepared = step(components.prepare(params=step_params.outputs["prepare"], raw_data=fetched.outputs["data"]))
         prepared_data = prepared.outputs["prepared"]
-        validated = components.validate(params=step_params.outputs["validate"], prepared=prepared_data)
-        validated.set_caching_options(settings.cache)
-        label_graph = components.graph(params=step_params.outputs["graph"], prepared=prepared_data)
-        label_graph.set_caching_options(settings.cache).after(validated)  # only validated data reach the models
+        validated = step(components.validate(params=step_params.outputs["validate"], prepared=prepared_data))
+        label_graph = step(components.graph(params=step_params.outputs["graph"], prepared=prepared_data))
+        label_graph.after(validated)  # only validated data reach the models
 
-        with dsl.ParallelFor(training_plan.output) as run:
+        train = settings.train
+        with dsl.ParallelFor(training_plan.output, parallelism=settings.train_parallelism) as run:
             trained = components.train(
                 params=run.params, arch=run.arch, prepared=prepared_data, graph=label_graph.outputs["graph"]
             )
-            trained.set_caching_options(settings.cache)
-            _request_training_resources(trained, settings.train)
+            trained.set_caching_options(settings.cache).set_retry(settings.retries, **RETRY_BACKOFF)
+            _on_accelerators(trained, Requests(train.cpu, train.memory), train, train.accelerator_count)
 
         evaluated = components.evaluate(
-            params=step_params.outputs["evaluate"], prepared=prepared_data, models=dsl.Collected(trained.outputs["model"])
+            params=step_params.outputs["evaluate"],
+            prepared=prepared_data,
+            models=dsl.Collected(trained.outputs["model"]),
         )
         evaluated.set_caching_options(settings.cache)
+        # Scoring every model on the test split: one GPU when training has them, else the CPUs.
+        _on_accelerators(evaluated, settings.requests["evaluate"], train, min(train.accelerator_count, 1))
         with dsl.If(evaluated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - kfp builds a condition
-            packaged = components.package(params=step_params.outputs["package"], evaluation=evaluated.outputs["evaluation"])
-            packaged.set_caching_options(settings.cache)
+            step(components.package(params=step_params.outputs["package"], evaluation=evaluated.outputs["evaluation"]))
         return evaluated.outputs["metrics"]
 
     return mlic
