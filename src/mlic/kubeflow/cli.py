@@ -13,6 +13,7 @@ import typer
 
 from mlic.cli_common import ParamsOption, SetOption, guarded
 from mlic.errors import PipelineError
+from mlic.kubeflow.fetch import redact
 from mlic.kubeflow.settings import (
     DATA_PARAMETERS,
     DEFAULT_IMAGE,
@@ -107,6 +108,13 @@ def _pipeline_arguments(items: list[str] | None) -> dict[str, str]:
                 fix=f"use one of {', '.join(DATA_PARAMETERS)}; params.yaml keys go through --set",
             )
         arguments[name] = value
+    url = arguments.get("data_repo_url", "")
+    if url and redact(url) != url:
+        typer.echo(
+            "warning: data_repo_url carries credentials: the logs show it redacted, but KFP stores run "
+            "parameters in plain text; give them through --data-secret instead (docs/operations.md)",
+            err=True,
+        )
     return arguments
 
 

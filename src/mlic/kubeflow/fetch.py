@@ -6,6 +6,10 @@ changes, so it is cached on that commit — and every task downstream stays cach
 really change. `fetch` runs `dvc get`, which clones the repo at the commit and pulls the path
 from the DVC remote configured in the repo (`.dvc/config`), with the credentials the environment
 gives (docs/operations.md).
+
+Credentials belong in that environment (a Kubernetes Secret), not in the URL; a URL that carries
+them anyway (`https://user:token@host/...`) is shown as `https://***@host/...` in every log
+line, error and artifact metadata (`redact`) — git and dvc print the URL back in their errors.
 """
 
 from __future__ import annotations
@@ -22,21 +26,29 @@ from mlic.errors import PipelineError
 log = logging.getLogger(__name__)
 
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
+#: The userinfo (`user:token@`) of every URL in a text.
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 #: Seconds a git or dvc call may take before we call the remote unreachable.
 GIT_TIMEOUT_S = 120
 DVC_TIMEOUT_S = 6 * 3600
 
 
+def redact(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`."""
+    return URL_CREDENTIALS.sub("***@", text)
+
+
 def _run(command: list[str], timeout: int, what: str, fix: str) -> str:
-    """Run a tool quietly; a failure becomes a PipelineError carrying the tool's own message."""
+    """Run a tool quietly; a failure becomes a PipelineError carrying the tool's own message (redacted)."""
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
-        raise PipelineError(f"{what} timed out after {timeout} s", fix=fix) from None
+        raise PipelineError(redact(f"{what} timed out after {timeout} s"), fix=fix) from None
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
-        raise PipelineError(f"{what} failed: {' / '.join(detail[-3:]) or f'exit {done.returncode}'}", fix=fix)
+        message = f"{what} failed: {' / '.join(detail[-3:]) or f'exit {done.returncode}'}"
+        raise PipelineError(redact(message), fix=fix)
     return done.stdout
 
 
@@ -60,10 +72,10 @@ def resolve_revision(repo_url: str, rev: str) -> str:
     refs = {ref: sha for sha, ref in (line.split("\t", 1) for line in listing.splitlines() if "\t" in line)}
     for ref in wanted:
         if ref in refs:
-            log.info("data revision %r of %s is commit %s", rev or "HEAD", repo_url, refs[ref])
+            log.info("data revision %r of %s is commit %s", rev or "HEAD", redact(repo_url), refs[ref])
             return refs[ref]
     raise PipelineError(
-        f"revision '{rev}' not found in {repo_url}",
+        f"revision '{rev}' not found in {redact(repo_url)}",
         field="data_rev",
         fix="give a branch, a tag or a full 40-character commit SHA",
     )
@@ -73,7 +85,9 @@ def fetch(repo_url: str, commit: str, path: str, target: Path) -> Path:
     """Download `path` of the repo at `commit` to `target / path` (the project-layout path)."""
     if Path(path).is_absolute() or ".." in Path(path).parts:
         raise PipelineError(
-            f"'{path}' is not a path inside the repository", field="data_path", fix="give a relative path such as data/raw"
+            f"'{path}' is not a path inside the repository",
+            field="data_path",
+            fix="give a relative path such as data/raw",
         )
     destination = target / path
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -84,5 +98,5 @@ def fetch(repo_url: str, commit: str, path: str, target: Path) -> Path:
         fix="check data_path is tracked by DVC in that commit and the repo's DVC remote is reachable "
         "with the credentials given to the pod (docs/operations.md)",
     )
-    log.info("fetched %s@%s:%s → %s", repo_url, commit[:12], path, destination)
+    log.info("fetched %s@%s:%s → %s", redact(repo_url), commit[:12], path, destination)
     return destination

@@ -78,15 +78,19 @@ def resolve_data_revision(repo_url: str, rev: str) -> str:
 
 
 def fetch_data(repo_url: str, commit: str, path: str, data: ArtifactLike) -> None:
-    """The repo's DVC-tracked `path` at `commit`, or only a manifest for the built-in source."""
+    """The repo's DVC-tracked `path` at `commit`, or only a manifest for the built-in source.
+
+    The metadata (set first, so a failed fetch still says what it tried) holds the URL without
+    its credentials.
+    """
     target = _folder(data)
+    manifest = {"repo_url": fetch.redact(repo_url), "commit": commit, "path": path if repo_url else ""}
+    data.metadata.update(manifest)
     if repo_url:
         fetch.fetch(repo_url, commit, path, target)
     else:
         log.info("no data repository given: the prepare task uses the built-in synthetic source")
-    manifest = {"repo_url": repo_url, "commit": commit, "path": path if repo_url else ""}
     write_json(target / FETCH_MANIFEST, manifest)
-    data.metadata.update(manifest)
 
 
 def _check_source(config: Config, raw_data: ArtifactLike) -> None:
