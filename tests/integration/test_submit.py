@@ -31,6 +31,8 @@ class FakeKfp:
     calls: list[dict[str, Any]] = field(default_factory=list)
     #: path prefix → HTTP status to answer instead (e.g. {"/apis/v2beta1/runs": 500})
     failures: dict[str, int] = field(default_factory=dict)
+    #: What healthz answers; the KFP UI's healthz adds the release (apiServerTagName).
+    healthz: dict[str, Any] = field(default_factory=lambda: {"multi_user": False, "apiServerTagName": "2.14.3"})
 
     def answer(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
         for prefix, status in self.failures.items():
@@ -38,13 +40,17 @@ class FakeKfp:
                 return status, {"error_message": "injected failure", "code": status}
         route = path.split("?")[0]
         if method == "GET" and route == f"{API}/healthz":
-            return 200, {"multi_user": False}
+            return 200, self.healthz
         if method == "GET" and route == f"{API}/experiments":
             return 200, {"experiments": [], "total_size": 0}
         if method == "POST" and route == f"{API}/experiments":
             return 200, {"experiment_id": "exp-1", "display_name": body["display_name"]}
         if method == "POST" and route == f"{API}/runs":
-            return 200, {"run_id": "run-42", "display_name": body["display_name"], "experiment_id": body["experiment_id"]}
+            return 200, {
+                "run_id": "run-42",
+                "display_name": body["display_name"],
+                "experiment_id": body["experiment_id"],
+            }
         return 404, {"error_message": f"no route {method} {route}"}
 
     def requests(self, method: str, route: str) -> list[dict[str, Any]]:
@@ -123,7 +129,9 @@ def test_submit_sends_the_compiled_spec_with_the_arguments(
     (run,) = fake.requests("POST", f"{API}/runs")
     assert run["body"]["display_name"] == "data-v2"
     assert run["body"]["experiment_id"] == "exp-1"
-    assert run["body"]["pipeline_spec"] == yaml.safe_load(compiled.read_text())
+    pipeline_spec, platform_spec = yaml.safe_load_all(compiled.read_text())
+    # kfp.Client nests both documents: the platform spec (tolerations, /dev/shm, Secrets) travels too.
+    assert run["body"]["pipeline_spec"] == {"pipeline_spec": pipeline_spec, "platform_spec": platform_spec}
     arguments = run["body"]["runtime_config"]["parameters"]
     assert arguments["data_repo_url"] == "https://git.example.com/data.git" and arguments["data_rev"] == "v2"
     assert json.loads(arguments["params"]) == load_config(PARAMS, ["train.epochs=3"]).to_dict()
@@ -135,9 +143,11 @@ def test_no_cache_turns_caching_off_for_every_task(kfp_api: tuple[str, FakeKfp])
     host, fake = kfp_api
     assert mlic("submit", "--host", host, "--params", str(PARAMS), "--no-cache").exit_code == 0
     (run,) = fake.requests("POST", f"{API}/runs")
-    spec = run["body"]["pipeline_spec"]
+    spec = run["body"]["pipeline_spec"]["pipeline_spec"]
     dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
-    caching = [task.get("cachingOptions", {}).get("enableCache", False) for dag in dags for task in dag["tasks"].values()]
+    caching = [
+        task.get("cachingOptions", {}).get("enableCache", False) for dag in dags for task in dag["tasks"].values()
+    ]
     assert caching and not any(caching)
 
 
@@ -160,6 +170,26 @@ def test_a_failing_api_is_a_clear_error(kfp_api: tuple[str, FakeKfp]) -> None:
     assert len(fake.requests("POST", f"{API}/runs")) == 1  # the run was sent once, not retried blindly
 
 
+@pytest.mark.parametrize("healthz", [{"apiServerTagName": "2.5.0"}, {"frontendTagName": "v2.13.1"}])
+def test_a_backend_older_than_2_14_is_refused_before_sending(
+    kfp_api: tuple[str, FakeKfp], healthz: dict[str, Any]
+) -> None:
+    host, fake = kfp_api
+    fake.healthz = healthz
+    result = mlic("submit", "--host", host, "--params", str(PARAMS))
+    assert result.exit_code == PipelineError.exit_code
+    assert "needs >= 2.14.0" in result.output and "upgrade Kubeflow Pipelines" in result.output
+    assert not fake.requests("POST", f"{API}/runs")
+
+
+def test_a_backend_that_names_no_release_is_still_sent_the_run(kfp_api: tuple[str, FakeKfp]) -> None:
+    """The API server's own healthz names no release: nothing to check, so the run goes."""
+    host, fake = kfp_api
+    fake.healthz = {"multi_user": False}
+    assert mlic("submit", "--host", host, "--params", str(PARAMS)).exit_code == 0
+    assert len(fake.requests("POST", f"{API}/runs")) == 1
+
+
 def test_an_unreachable_host_is_a_clear_error() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -175,3 +205,12 @@ def test_unknown_pipeline_parameters_are_refused_before_sending(kfp_api: tuple[s
     assert result.exit_code == PipelineError.exit_code
     assert "data_repo_url" in result.output and "--set" in result.output
     assert not fake.calls
+
+
+def test_a_data_url_with_credentials_is_warned_about(kfp_api: tuple[str, FakeKfp]) -> None:
+    """KFP keeps run parameters in plain text: the token belongs in a Secret (--data-secret)."""
+    host, _ = kfp_api
+    url = "data_repo_url=https://mlic:t0ken@git.example.com/data.git"
+    result = mlic("submit", "--host", host, "--params", str(PARAMS), "--param", url)
+    assert result.exit_code == 0, result.output
+    assert "data_repo_url carries credentials" in result.output and "--data-secret" in result.output

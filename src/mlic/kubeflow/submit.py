@@ -9,11 +9,16 @@ Where and as whom (kfp's conventions, docs/operations.md):
   /var/run/secrets/kubeflow/pipelines/token is used when it exists); else none.
 
 Before kfp.Client is built we ask the API's healthz ourselves, with a short timeout: kfp.Client
-retries a failing healthz five times, five seconds apart, then raises a bare TimeoutError.
+retries a failing healthz five times, five seconds apart, then raises a bare TimeoutError. The KFP
+UI's healthz (what a port-forward or the Kubeflow gateway answers with) names the backend's release
+(`apiServerTagName`, else `frontendTagName`: they ship together); one older than the pipeline
+needs is refused before anything is sent. The API server's own healthz names no release: then the
+check is skipped with a note.
 """
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,7 @@ from typing import Any
 import httpx
 
 from mlic.errors import PipelineError
+from mlic.kubeflow.settings import MIN_BACKEND_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +83,36 @@ def _unreachable(host: str, exc: Exception) -> PipelineError:
     )
 
 
+def backend_version(healthz: dict[str, Any]) -> tuple[int, int, int] | None:
+    """The KFP release a healthz answer names ("2.14.3", "v2.15.0-rc.1"), None when it names none."""
+    for key in ("apiServerTagName", "frontendTagName"):
+        match = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", str(healthz.get(key) or ""))
+        if match:
+            major, minor, patch = (int(part) for part in match.groups())
+            return major, minor, patch
+    return None
+
+
+def check_backend_version(healthz: dict[str, Any], host: str) -> None:
+    """Refuse a backend older than MIN_BACKEND_VERSION: it would reject the run's collected models."""
+    version = backend_version(healthz)
+    needed = ".".join(map(str, MIN_BACKEND_VERSION))
+    if version is None:
+        log.info("the KFP API at %s names no release: cannot check it is >= %s", host, needed)
+        return
+    if version < MIN_BACKEND_VERSION:
+        found = ".".join(map(str, version))
+        raise PipelineError(
+            f"the KFP backend at {host} is {found}; the pipeline needs >= {needed} "
+            "(it hands the trained models to evaluate with dsl.Collected of artifacts, which older backends reject)",
+            field="--host",
+            fix=f"upgrade Kubeflow Pipelines to {needed} or later",
+        )
+
+
 def check_health(host: str, token: str | None) -> None:
-    """One quick healthz call: unreachable host, bad credentials or a failing API fail fast and clearly."""
+    """One quick healthz call: unreachable host, bad credentials, a failing API or too old a backend
+    fail fast and clearly."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = httpx.get(host.rstrip("/") + HEALTHZ_PATH, headers=headers, timeout=HEALTHZ_TIMEOUT_S)
@@ -86,6 +120,11 @@ def check_health(host: str, token: str | None) -> None:
         raise _unreachable(host, exc) from None
     if response.status_code >= 400:
         raise _http_error(response.status_code, response.text, host)
+    try:
+        healthz = response.json()
+    except ValueError:
+        healthz = {}
+    check_backend_version(healthz if isinstance(healthz, dict) else {}, host)
 
 
 def submit(
