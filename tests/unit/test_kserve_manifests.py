@@ -5,47 +5,27 @@ readiness is a real prediction, and the declared protocol is the one the handler
 from __future__ import annotations
 
 import copy
-import functools
+import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
-from mlic.config import PackageConfig
-from mlic.kubeflow.kserve import kserve_properties
-from mlic.serving.probe import DEFAULT_URL
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from crd_schema import errors  # noqa: E402
+
+from mlic.config import PackageConfig  # noqa: E402
+from mlic.kubeflow.kserve import kserve_properties  # noqa: E402
+from mlic.serving.probe import DEFAULT_URL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kserve"
-CRDS = ROOT / "tests" / "data" / "crds" / "kserve-v0.20.0"
 CRD_FILES = {
-    "InferenceService": "serving.kserve.io_inferenceservices.yaml",
-    "ServingRuntime": "serving.kserve.io_servingruntimes.yaml",
+    "InferenceService": "kserve-v0.20.0/serving.kserve.io_inferenceservices.yaml",
+    "ServingRuntime": "kserve-v0.20.0/serving.kserve.io_servingruntimes.yaml",
 }
-
-
-def _strict(schema: Any) -> Any:
-    """An OpenAPI v3 CRD schema as JSON Schema that refuses undeclared fields, as the API server
-    does in strict mode (unless `x-kubernetes-preserve-unknown-fields` says otherwise)."""
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: _strict(value) for key, value in schema.items()}
-    declared = "properties" in strict and "additionalProperties" not in strict
-    if declared and not strict.get("x-kubernetes-preserve-unknown-fields"):
-        strict["additionalProperties"] = False
-    return strict
-
-
-@functools.cache
-def _validator(kind: str, version: str) -> jsonschema.Validator:
-    crd = yaml.load((CRDS / CRD_FILES[kind]).read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)  # 2 MB: libyaml
-    (served,) = [entry for entry in crd["spec"]["versions"] if entry["name"] == version]
-    schema = _strict(served["schema"]["openAPIV3Schema"])
-    return jsonschema.Draft7Validator(schema)
 
 
 def _manifests(name: str) -> list[dict[str, Any]]:
@@ -53,9 +33,7 @@ def _manifests(name: str) -> list[dict[str, Any]]:
 
 
 def _errors(manifest: dict[str, Any]) -> list[str]:
-    version = manifest["apiVersion"].split("/")[1]
-    validator = _validator(manifest["kind"], version)
-    return [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(manifest)]
+    return errors(CRD_FILES[manifest["kind"]], manifest)
 
 
 @pytest.mark.parametrize("name", ["inferenceservice.yaml", "servingruntime.yaml"])
