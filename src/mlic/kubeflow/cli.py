@@ -1,4 +1,4 @@
-"""`mlic pipeline compile | run-local | submit`.
+"""`mlic pipeline compile | components | run-local | submit`.
 
 kfp is imported inside the commands (`mlic --help` stays fast).
 """
@@ -118,11 +118,16 @@ def _pipeline_arguments(items: list[str] | None) -> dict[str, str]:
     return arguments
 
 
-def _settings(image: str, options: ClusterOptions) -> BuildSettings:
-    """The build settings; a tag-only image is allowed but warned about (it defeats caching safely)."""
+def _warn_about_image(image: str) -> None:
+    """A tag-only image is allowed (local builds) but warned about: it defeats KFP's cache safely."""
     warning = image_warning(image)
     if warning:
         typer.echo(f"warning: {warning}", err=True)
+
+
+def _settings(image: str, options: ClusterOptions) -> BuildSettings:
+    """The build settings the options give."""
+    _warn_about_image(image)
     train = TrainResources(
         options.train_cpu,
         options.train_memory,
@@ -188,6 +193,25 @@ def compile_command(
         )
         written = compile_pipeline(settings, _params_json(params, set_), output)
         typer.echo(f"pipeline compiled → {written} (image {settings.image})")
+
+    guarded(action)
+
+
+@pipeline_app.command("components")
+def components_command(
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Folder for the component YAML files.")] = Path(
+        "components"
+    ),
+    image: ImageOption = DEFAULT_IMAGE,
+) -> None:
+    """Write each step's kfp component spec (loadable with kfp.components.load_component_from_file)."""
+
+    def action() -> None:
+        from mlic.kubeflow.components import write_component_specs
+
+        _warn_about_image(image)
+        written = write_component_specs(image, output_dir)
+        typer.echo(f"{len(written)} component specs → {output_dir}/ (image {image})")
 
     guarded(action)
 

@@ -9,10 +9,11 @@ because the image already has the kfp version the pipeline was compiled with.
 No `from __future__ import annotations` here: kfp reads these annotations as real types.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import List, NamedTuple
 
-from kfp import dsl
+from kfp import compiler, dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
@@ -147,3 +148,21 @@ def build_components(image: str) -> Components:
         for function in FUNCTIONS
     }
     return Components(**built)
+
+
+def component_file_name(name: str) -> str:
+    """`fetch_data` → `fetch-data.yaml`: the task name kfp gives the component, as a file."""
+    return name.replace("_", "-") + ".yaml"
+
+
+def write_component_specs(image: str, folder: Path) -> list[Path]:
+    """Each step's component spec (kfp IR YAML) in `folder`, compiled from the same components the
+    pipeline uses, for users who load them into pipelines of their own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    built = build_components(image)
+    written = []
+    for spec in fields(Components):
+        path = folder / component_file_name(spec.name)
+        compiler.Compiler().compile(getattr(built, spec.name), str(path))
+        written.append(path)
+    return written

@@ -1,0 +1,62 @@
+"""components/*.yaml: what `mlic pipeline components` writes now, and loadable by kfp.
+
+No `from __future__ import annotations` here: kfp reads the test pipeline's annotations as real types.
+"""
+
+from pathlib import Path
+
+import pytest
+from kfp import components, dsl
+from typer.testing import CliRunner
+
+from mlic.cli import app
+from mlic.kubeflow.components import FUNCTIONS, component_file_name
+from mlic.kubeflow.settings import DEFAULT_IMAGE
+
+COMMITTED = Path(__file__).resolve().parents[2] / "components"
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("components")
+    result = CliRunner().invoke(app, ["pipeline", "components", "--output-dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_the_committed_specs_are_the_compiled_ones(fresh: Path) -> None:
+    names = sorted(path.name for path in fresh.glob("*.yaml"))
+    assert names == sorted(component_file_name(function.__name__) for function in FUNCTIONS)
+    assert sorted(path.name for path in COMMITTED.glob("*.yaml")) == names, "run `make components`"
+    for name in names:
+        assert (COMMITTED / name).read_text() == (fresh / name).read_text(), f"{name} is stale: run `make components`"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda function: function.__name__)
+def test_each_spec_loads_and_runs_in_the_runtime_image(function: object) -> None:
+    component = components.load_component_from_file(str(COMMITTED / component_file_name(function.__name__)))
+    spec = component.pipeline_spec
+    (executor,) = spec.deployment_spec["executors"].values()
+    assert executor["container"]["image"] == DEFAULT_IMAGE
+    assert "from mlic.kubeflow import tasks" in " ".join(executor["container"]["command"])
+    assert component.name == function.__name__.replace("_", "-")
+
+
+def test_a_loaded_spec_wires_into_a_pipeline_of_ones_own() -> None:
+    train = components.load_component_from_file(str(COMMITTED / "train.yaml"))
+    graph = components.load_component_from_file(str(COMMITTED / "graph.yaml"))
+    prepare = components.load_component_from_file(str(COMMITTED / "prepare.yaml"))
+    fetch = components.load_component_from_file(str(COMMITTED / "fetch-data.yaml"))
+
+    @dsl.pipeline(name="mine")
+    def mine(params: str) -> None:
+        raw = fetch(repo_url="", commit="", path="data/raw")
+        prepared = prepare(params=params, raw_data=raw.outputs["data"])
+        label_graph = graph(params=params, prepared=prepared.outputs["prepared"])
+        task = train(
+            params=params, arch="mlgcn", prepared=prepared.outputs["prepared"], graph=label_graph.outputs["graph"]
+        )
+        task.set_container_image("registry.example.com/mlic-runtime@sha256:" + "0" * 64)
+
+    tasks = mine.pipeline_spec.root.dag.tasks
+    assert set(tasks) == {"fetch-data", "prepare", "graph", "train"}
