@@ -24,6 +24,14 @@ Choices (docs/operations.md tells operators what they mean):
   `BuildSettings.cache=False` (`--no-cache`) compiles every task uncached: kfp.Client's run-level
   `enable_caching` override reaches only top-level tasks, not those in the loop or the gate.
 
+- **Cluster placement through kfp-kubernetes** (the IR's second document, which kfp.local ignores):
+  GPU tasks (train, and evaluate when training has GPUs) get the GPU nodes' toleration and label
+  and an in-memory /dev/shm; the data tasks get the data credentials from a Secret, so no token
+  needs to travel in a run parameter.
+- **Bounded training loop and retries**: `parallelism` keeps the loop from asking for every
+  architecture's GPUs at once; fetch and train, which fail transiently (a flaky remote, a lost
+  node), are retried with backoff; the others would fail the same way again.
+
 No `from __future__ import annotations` here: kfp reads the pipeline's annotations as real types.
 """
 
