@@ -107,7 +107,7 @@ def test_the_endpoint_is_closed_to_everyone_the_policy_does_not_name() -> None:
     gateway, clients, autoscaler = rules
     assert gateway["when"] == [{"key": "request.headers[kubeflow-userid]", "values": ["*"]}]
     assert clients["from"][0]["source"]["principals"][0].endswith(f"/sa/{account['metadata']['name']}")
-    assert autoscaler["to"] == [{"operation": {"ports": ["9090", "9091"]}}]
+    assert autoscaler["to"] == [{"operation": {"ports": ["9088", "9090", "9091"]}}]  # qpext, autoscaler, user metrics
     annotations = service["metadata"]["annotations"]
     assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
     assert annotations["autoscaling.knative.dev/target-burst-capacity"] == "0"
