@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -83,6 +84,22 @@ def test_diverging_loss_names_the_knob(graphed):
     with pytest.raises(TrainingError) as excinfo:
         train_step.run(config, paths, "baseline")
     assert excinfo.value.field == "train.lr"
+
+
+def test_a_trainer_that_fails_to_build_leaves_the_process_group(graphed, monkeypatch):
+    """The process group is joined around the Trainer, not inside it: a failure while building
+    (here a label graph made for other labels) still leaves the group."""
+    from mlic.training import distributed
+
+    config, paths = graphed
+    calls = []
+    monkeypatch.setattr(distributed, "init_process_group", lambda context, device: calls.append("init"))
+    monkeypatch.setattr(distributed, "destroy_process_group", lambda context: calls.append("destroy"))
+    graph = LabelGraph.load(paths.graph_file)
+    dataclasses.replace(graph, label_names=list(reversed(graph.label_names))).save(paths.graph_file)
+    with pytest.raises(TrainingError, match="other labels"):
+        train_step.run(config, paths, "baseline")
+    assert calls == ["init", "destroy"]
 
 
 def test_unknown_architecture_is_a_config_error(graphed):

@@ -13,7 +13,8 @@ import math
 import random
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from mlic.config import Config
+from mlic.config import Config, TrainConfig
 from mlic.data.canonical import load_labels
 from mlic.data.dataset import MultiLabelDataset
 from mlic.data.transforms import eval_transform, train_transform
@@ -136,56 +137,27 @@ def log_epoch(live: Any, epoch: dict[str, float]) -> None:
 class Trainer:
     """Holds the pieces of one run; `fit()` trains, checkpoints, and returns the unwrapped model."""
 
-    def __init__(self, config: Config, paths: Paths, arch: str) -> None:
+    def __init__(
+        self, config: Config, paths: Paths, arch: str, context: distributed.DistributedContext, device: torch.device
+    ) -> None:
+        """Builds everything from files and params; starts nothing that outlives it (the process
+        group belongs to `train()`, DataLoader workers start with the first epoch), so a failure
+        here leaks nothing."""
         self.config, self.paths, self.arch = config, paths, arch
         self.settings = config.train
-        self.context = distributed.from_environment()
-        self.device = select_device(self.settings.device, self.context)
-        distributed.init_process_group(self.context, self.device)
+        self.context, self.device = context, device
         seed_everything(self.settings.seed)
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-
-        labels = load_labels(paths.labels_file)
-        self.graph = LabelGraph.load(paths.graph_file)
-        if self.graph.label_names != labels.names:
-            raise TrainingError(
-                "the label graph was built for other labels than the prepared data",
-                file=paths.graph_file,
-                fix="re-run `mlic graph` after `mlic prepare`",
-            )
-        self.num_classes = labels.num_classes
+        self.graph, self.num_classes = self._label_graph()
         self.knobs = config.model_knobs(arch)
         self.model = create_model(
             arch, self.num_classes, self.graph, backbone=self.settings.backbone,
             pretrained_path=self.settings.pretrained_path, knobs=self.knobs,
         ).to(self.device)
-        self.train_set = MultiLabelDataset(
-            paths.split_file("train"), self.num_classes,
-            train_transform(self.settings.image_size, self.settings.augment), config.data.max_image_pixels,
-        )
-        self.val_set = MultiLabelDataset(
-            paths.split_file("val"), self.num_classes, eval_transform(self.settings.image_size), config.data.max_image_pixels
-        )
-        if len(self.train_set) == 0:
-            raise TrainingError("the training split is empty", file=paths.split_file("train"), fix="check data.split")
+        self.train_set, self.val_set = self._datasets()
         self.loader_generator = torch.Generator()
-        sampler = (
-            DistributedSampler(self.train_set, seed=self.settings.seed, drop_last=False)
-            if self.context.enabled
-            else RandomSampler(self.train_set, generator=self.loader_generator)
-        )
-        self.train_loader = DataLoader(
-            self.train_set, batch_size=self.settings.batch_size, sampler=sampler,
-            num_workers=self.settings.num_workers, drop_last=len(self.train_set) > self.settings.batch_size,
-            pin_memory=self.device.type == "cuda", generator=self.loader_generator,
-            persistent_workers=self.settings.num_workers > 0,
-        )
-        self.val_loader = DataLoader(
-            self.val_set, batch_size=self.settings.batch_size, num_workers=self.settings.num_workers,
-            pin_memory=self.device.type == "cuda",
-            sampler=DistributedSampler(self.val_set, shuffle=False) if self.context.enabled else None,
-        )
+        self.train_loader, self.val_loader = self._loaders()
         self.steps_per_epoch = len(self.train_loader)
         if self.settings.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, self.settings.max_steps_per_epoch)
@@ -209,6 +181,52 @@ class Trainer:
             },
             [paths.split_file("train"), paths.graph_file],
         )
+
+    # -- construction ----------------------------------------------------------------------
+    def _label_graph(self) -> tuple[LabelGraph, int]:
+        """The graph step's graph, refused when it was built for other labels than the data."""
+        labels = load_labels(self.paths.labels_file)
+        graph = LabelGraph.load(self.paths.graph_file)
+        if graph.label_names != labels.names:
+            raise TrainingError(
+                "the label graph was built for other labels than the prepared data",
+                file=self.paths.graph_file,
+                fix="re-run `mlic graph` after `mlic prepare`",
+            )
+        return graph, labels.num_classes
+
+    def _datasets(self) -> tuple[MultiLabelDataset, MultiLabelDataset]:
+        max_pixels = self.config.data.max_image_pixels
+        train_set = MultiLabelDataset(
+            self.paths.split_file("train"), self.num_classes,
+            train_transform(self.settings.image_size, self.settings.augment), max_pixels,
+        )
+        val_set = MultiLabelDataset(
+            self.paths.split_file("val"), self.num_classes, eval_transform(self.settings.image_size), max_pixels
+        )
+        if len(train_set) == 0:
+            raise TrainingError("the training split is empty", file=self.paths.split_file("train"), fix="check data.split")
+        return train_set, val_set
+
+    def _loaders(self) -> tuple[DataLoader, DataLoader]:
+        """Shuffled training batches (sharded across ranks under DDP) and the val batches, each
+        rank scoring its share of val."""
+        sampler = (
+            DistributedSampler(self.train_set, seed=self.settings.seed, drop_last=False)
+            if self.context.enabled
+            else RandomSampler(self.train_set, generator=self.loader_generator)
+        )
+        pin = self.device.type == "cuda"
+        train_loader = DataLoader(
+            self.train_set, batch_size=self.settings.batch_size, sampler=sampler,
+            num_workers=self.settings.num_workers, drop_last=len(self.train_set) > self.settings.batch_size,
+            pin_memory=pin, generator=self.loader_generator, persistent_workers=self.settings.num_workers > 0,
+        )
+        val_loader = DataLoader(
+            self.val_set, batch_size=self.settings.batch_size, num_workers=self.settings.num_workers, pin_memory=pin,
+            sampler=DistributedSampler(self.val_set, shuffle=False) if self.context.enabled else None,
+        )
+        return train_loader, val_loader
 
     # -- one epoch -------------------------------------------------------------------------
     def _check_loss(self, loss: torch.Tensor, epoch: int, step: int) -> None:
@@ -368,17 +386,24 @@ class Trainer:
                 "world_size": self.context.world_size, "device": str(self.device), "history": result.history,
             })
 
-    def close(self) -> None:
-        distributed.destroy_process_group(self.context)
+@contextmanager
+def process_group(settings: TrainConfig) -> Iterator[tuple[distributed.DistributedContext, torch.device]]:
+    """This process's rank and device, with the DDP process group (under torchrun) joined for
+    the block and always left afterwards, whatever fails inside."""
+    context = distributed.from_environment()
+    device = select_device(settings.device, context)
+    distributed.init_process_group(context, device)
+    try:
+        yield context, device
+    finally:
+        distributed.destroy_process_group(context)
 
 
 def train(config: Config, paths: Paths, arch: str) -> TrainResult | None:
     """Train and save; under torchrun only rank 0 returns a result (the others return None)."""
-    trainer = Trainer(config, paths, arch)
-    try:
+    with process_group(config.train) as (context, device):
+        trainer = Trainer(config, paths, arch, context, device)
         result = trainer.fit()
         trainer.save(result)
-        distributed.barrier(trainer.context)
-        return result if trainer.context.is_main else None
-    finally:
-        trainer.close()
+        distributed.barrier(context)
+        return result if context.is_main else None
