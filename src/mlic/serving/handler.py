@@ -6,9 +6,9 @@ loaded with `weights_only=True`: no pickled code in the archive. `mlic` must be 
 environment TorchServe runs in (the serving image installs it). The file ships inside the package
 so a plain (non-editable) install can pack it; `mlic package` copies it into the archive.
 
-Request and answer formats (raw bytes, JSON, KServe v1 instances): see `mlic.serving.predictor`. Errors are per request: in a batch,
-an image that cannot be decoded gets its own HTTP 400 with a JSON message while its neighbours
-get their predictions (TorchServe 0.12 sends each request the status set with
+Request and answer formats (raw bytes, JSON, KServe v1 instances): see `mlic.serving.predictor`.
+Errors are per request: in a batch, an image that cannot be decoded gets its own HTTP 400 with a
+JSON message while its neighbours get their predictions (TorchServe 0.12 sends each request the status set with
 `context.set_response_status(code, phrase, index)`). Raising `PredictionException` instead would
 fail every request of the batch, so it is never raised. A failure that is not bad input stays
 per request as well: a request whose reading raised something unexpected gets a 500, and when the
