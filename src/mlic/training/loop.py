@@ -65,9 +65,22 @@ class TrainResult:
         )
 
 
+#: Device nodes the NVIDIA driver creates: a GPU is in the machine even when torch cannot use it.
+NVIDIA_DEVICE_NODES = (Path("/dev/nvidiactl"), Path("/dev/nvidia0"))
+
+
 def select_device(choice: str, context: distributed.DistributedContext) -> torch.device:
+    """`cuda`: the GPU or an error; `auto`: the GPU when torch can use it, else the CPU, with a
+    warning when a GPU is there but unusable (a driver older than the wheel's CUDA, say), so a
+    GPU node never trains on its CPU in silence."""
     if choice == "cuda" and not torch.cuda.is_available():
         raise TrainingError("CUDA was asked for but no GPU is visible", field="train.device", fix="set train.device: auto or cpu")
+    if choice == "auto" and not torch.cuda.is_available() and any(node.exists() for node in NVIDIA_DEVICE_NODES):
+        log.warning(
+            "an NVIDIA GPU is present but torch cannot use it (this torch is built for CUDA %s; an older driver, "
+            "or a container without the GPU runtime, does this): training on the CPU. Set train.device: cuda to "
+            "make this an error", torch.version.cuda,
+        )
     if choice == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     torch.cuda.set_device(context.local_rank)
