@@ -51,9 +51,10 @@ bench-speed: install
 bench-serving: install  ## TorchServe under load (needs `mlic package` first): bench/results/serving.{md,json,png}
 	nice $(BIN)/python bench/serving.py
 
-lint: install
+lint: install  ## ruff (lint + format check) on the code, hadolint on the Dockerfile
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/python -m compileall -q src tests bench
 
 clean:  ## remove pipeline outputs (not the venv)
 	rm -rf data/prepared artifacts reports .mlic   # data/raw/ holds the datasets under DVC

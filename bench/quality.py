@@ -1,6 +1,6 @@
 """Quality of every architecture and its label-agnostic controls on the embedded benchmark.
 
-    python bench/quality.py          # params.yaml's architectures + msbaseline, msshared; train seeds 0 1 2; data seed 0 1
+    python bench/quality.py          # params.yaml's architectures + msbaseline, msshared; seeds 0 1 2 × data 0 1
     python bench/quality.py --archs baseline msshared 'msrn[head=per_label]' --seeds 0 1 --data-seeds 0
     python bench/quality.py --ablations --archs msrn sgfn --output bench/results/ablations.md
 
@@ -37,7 +37,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -109,16 +109,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the parameters file")
     parser.add_argument(
-        "--archs", nargs="+", metavar="ROW",
+        "--archs",
+        nargs="+",
+        metavar="ROW",
         help="architectures, optionally with knobs: `msrn[head=per_label,attention=cosine]` "
         "(default: `architectures` from the parameters, plus msbaseline and msshared)",
     )
-    parser.add_argument("--ablations", action="store_true", help="add label_graph/queries ablations of each graph model")
+    parser.add_argument(
+        "--ablations", action="store_true", help="add label_graph/queries ablations of each graph model"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="values of train.seed")
     parser.add_argument("--data-seeds", nargs="+", type=int, default=[0, 1], help="values of data.seed")
     parser.add_argument("--epochs", type=int, help="default: train.epochs from the parameters")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a parameter, as `mlic --set` (repeatable)",
     )
     parser.add_argument(
@@ -126,11 +134,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=RESULTS_FILE, help="the markdown report")
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="keep the runs already in the output's .json and train only the missing ones (an interrupted run)",
     )
     parser.add_argument(
-        "--report-only", action="store_true",
+        "--report-only",
+        action="store_true",
         help="train nothing: write the report of the --archs rows from the runs in the output's .json "
         "(runs of several, or interrupted, invocations)",
     )
@@ -171,7 +181,11 @@ def table_rows(args: argparse.Namespace, config: Config) -> list[Row]:
     names = args.archs or [*config.architectures, *CONTROLS]
     rows = [Row.parse(name) for name in names]
     if args.ablations:
-        rows = [ablation for row in rows for ablation in (ablation_rows(row.arch) if row.arch in GRAPH_MODELS and not row.knobs else [row])]
+        rows = [
+            ablation
+            for row in rows
+            for ablation in (ablation_rows(row.arch) if row.arch in GRAPH_MODELS and not row.knobs else [row])
+        ]
     references = [row for name in REFERENCES for row in rows if row.name == name]
     return references + [row for row in rows if row not in references]
 
@@ -224,10 +238,18 @@ def train_and_evaluate(config: Config, paths: Paths, test: TestSplit, row: Row, 
     look_alike, other = context_split_ap(config, names, evaluation.per_class_ap)
     nan = float("nan")
     return Run(
-        row=row.name, arch=arch, data_seed=data_seed, seed=seed, mAP=metrics["mAP"],
-        val_mAP=metrics.get("val_mAP", nan), CF1=metrics["CF1"], OF1=metrics["OF1"],
-        look_alike_AP=look_alike, other_AP=other,
-        parameters=sum(p.numel() for p in model.parameters()), seconds_per_epoch=result.seconds_per_epoch,
+        row=row.name,
+        arch=arch,
+        data_seed=data_seed,
+        seed=seed,
+        mAP=metrics["mAP"],
+        val_mAP=metrics.get("val_mAP", nan),
+        CF1=metrics["CF1"],
+        OF1=metrics["OF1"],
+        look_alike_AP=look_alike,
+        other_AP=other,
+        parameters=sum(p.numel() for p in model.parameters()),
+        seconds_per_epoch=result.seconds_per_epoch,
         label_query_cosine=nan if attention is None else attention.query_cosine,
         attention_entropy=nan if attention is None else attention.entropy,
         pointing_game=nan if pointing is None else pointing.mean,
@@ -307,20 +329,32 @@ def table(runs: list[Run], rows: list[Row]) -> str:
     references = [name for name in REFERENCES if name in present]
     has_variants = any(row.knobs and row.arch in present for row in rows)
     headers = [
-        "row", "test mAP", "val mAP", *(f"Δ vs {name} [95% CI]" for name in references),
-        *(["Δ vs as configured [95% CI]"] if has_variants else []), "look-alike AP", "other AP",
-        "label-query cos", "attention entropy", "pointing game: labels / shared", "params (M)", "train s/epoch",
+        "row",
+        "test mAP",
+        "val mAP",
+        *(f"Δ vs {name} [95% CI]" for name in references),
+        *(["Δ vs as configured [95% CI]"] if has_variants else []),
+        "look-alike AP",
+        "other AP",
+        "label-query cos",
+        "attention entropy",
+        "pointing game: labels / shared",
+        "params (M)",
+        "train s/epoch",
     ]
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for row in rows:
         maps = figures(runs, row.name, "mAP")
         deltas = ["–" if row.name == name else str(welch(maps, figures(runs, name, "mAP"))) for name in references]
         if has_variants:
-            deltas.append(str(welch(maps, figures(runs, row.arch, "mAP"))) if row.knobs and row.arch in present else "–")
+            deltas.append(
+                str(welch(maps, figures(runs, row.arch, "mAP"))) if row.knobs and row.arch in present else "–"
+            )
         mine = [run for run in runs if run.row == row.name]
         lines.append(
             f"| {row.name} | {spread(maps)} | {spread(figures(runs, row.name, 'val_mAP'))} | {' | '.join(deltas)} "
-            f"| {np.mean(figures(runs, row.name, 'look_alike_AP')):.1f} | {np.mean(figures(runs, row.name, 'other_AP')):.1f} "
+            f"| {np.mean(figures(runs, row.name, 'look_alike_AP')):.1f} "
+            f"| {np.mean(figures(runs, row.name, 'other_AP')):.1f} "
             f"| {attention_figure(figures(runs, row.name, 'label_query_cosine'))} "
             f"| {attention_figure(figures(runs, row.name, 'attention_entropy'))} | {pointing_figure(runs, row.name)} "
             f"| {mine[0].parameters / 1e6:.2f} "
@@ -361,7 +395,8 @@ def verdict(runs: list[Run], rows: list[Row]) -> str:
         pointing = float(np.mean(figures(runs, name, "pointing_game")))
         shared = float(np.mean(figures(runs, name, "pointing_shared")))
         checks = [
-            f"label-query cos {cosine:.2f} ≤ {TARGET_QUERY_COSINE} — {'yes' if cosine <= TARGET_QUERY_COSINE else 'no'}",
+            f"label-query cos {cosine:.2f} ≤ {TARGET_QUERY_COSINE} — "
+            f"{'yes' if cosine <= TARGET_QUERY_COSINE else 'no'}",
             f"pointing game {pointing:.1f} ≥ shared saliency {shared:.1f} + {TARGET_POINTING_MARGIN:.0f} — "
             f"{'yes' if pointing >= shared + TARGET_POINTING_MARGIN else 'no'}",
             f"mAP vs msshared {lead} ≥ +{TARGET_MARGIN:.0f} with CI above 0 — "
@@ -376,7 +411,8 @@ def settings_line(config: Config, seeds: list[int], data_seeds: list[int]) -> st
     data, settings = config.data, config.train
     return (
         f"{data.source} data ({data.synthetic.num_images} images, data seeds {' '.join(map(str, data_seeds))}), "
-        f"{settings.backbone} {'pretrained' if settings.pretrained_path else 'random init'} at {settings.image_size} px, "
+        f"{settings.backbone} {'pretrained' if settings.pretrained_path else 'random init'} "
+        f"at {settings.image_size} px, "
         f"{settings.epochs} epochs, batch {settings.batch_size}, lr {settings.lr}, "
         f"head_lr_scale {settings.head_lr_scale}; train seeds {' '.join(map(str, seeds))}; "
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
@@ -409,13 +445,16 @@ def write_report(path: Path, command: str, settings: str, body: str, started: da
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     command = shlex.join(["python", "bench/quality.py", *(sys.argv[1:] if argv is None else argv)])
     overrides = base_overrides(args)
     config = load_config(args.params, overrides)
     rows = table_rows(args, config)
     settings = settings_line(config, args.seeds, args.data_seeds)
-    print(f"{len(rows)} rows × {len(args.data_seeds)} data seeds × {len(args.seeds)} seeds in {args.workdir}: {settings}", flush=True)
+    print(
+        f"{len(rows)} rows × {len(args.data_seeds)} data seeds × {len(args.seeds)} seeds in {args.workdir}: {settings}",
+        flush=True,
+    )
 
     if args.report_only:
         saved = read_json(args.output.with_suffix(".json"), what="bench runs")
@@ -428,7 +467,9 @@ def main(argv: list[str] | None = None) -> None:
 
     runs = saved_runs(read_json(args.output.with_suffix(".json"), what="bench runs")) if args.resume else []
     done = {(run.row, run.data_seed, run.seed) for run in runs}
-    total = sum((row.name, data_seed, seed) not in done for data_seed in args.data_seeds for row in rows for seed in args.seeds)
+    total = sum(
+        (row.name, data_seed, seed) not in done for data_seed in args.data_seeds for row in rows for seed in args.seeds
+    )
     trained = 0
     for data_seed in args.data_seeds:
         paths = Paths(args.workdir / f"data-seed-{data_seed}")
@@ -449,7 +490,10 @@ def main(argv: list[str] | None = None) -> None:
                     f"val mAP {run.val_mAP:.1f} ({time.perf_counter() - clock:.0f} s)",
                     flush=True,
                 )
-                write_json(args.output.with_suffix(".json"), {"command": command, "settings": settings, "runs": [asdict(r) for r in runs]})
+                write_json(
+                    args.output.with_suffix(".json"),
+                    {"command": command, "settings": settings, "runs": [asdict(r) for r in runs]},
+                )
 
     write_outputs(args.output, command, settings, rows, runs, started)
 
@@ -459,12 +503,16 @@ def saved_runs(saved: dict) -> list[Run]:
     return [Run(**{**run, "pointing_per_stage": tuple(run["pointing_per_stage"])}) for run in saved["runs"]]
 
 
-def write_outputs(output: Path, command: str, settings: str, rows: list[Row], runs: list[Run], started: datetime) -> None:
+def write_outputs(
+    output: Path, command: str, settings: str, rows: list[Row], runs: list[Run], started: datetime
+) -> None:
     contexts = context_table(runs, rows) if "msshared" in {run.row for run in runs} else ""
     body = f"{table(runs, rows)}\n\n{contexts}\n\n{verdict(runs, rows)}"
     print(f"\n{body}")
     write_report(output, command, settings, body, started)
-    write_json(output.with_suffix(".json"), {"command": command, "settings": settings, "runs": [asdict(r) for r in runs]})
+    write_json(
+        output.with_suffix(".json"), {"command": command, "settings": settings, "runs": [asdict(r) for r in runs]}
+    )
     print(f"\nwritten to {output} (every run: {output.with_suffix('.json')})")
 
 

@@ -56,9 +56,7 @@ class Setting:
 
     def build(self, arch: str) -> nn.Module:
         torch.manual_seed(0)
-        model = create_model(
-            arch, self.graph.num_classes, self.graph, backbone=self.backbone, knobs=self.knobs[arch]
-        )
+        model = create_model(arch, self.graph.num_classes, self.graph, backbone=self.backbone, knobs=self.knobs[arch])
         return model.to(self.device)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,10 +127,13 @@ def measure(archs: list[str], setting: Setting, rounds: int, warmup: int) -> tup
         shift = round_index % len(archs)
         for arch in archs[shift:] + archs[:shift]:
             model = models[arch]
-            inference = timed(lambda: infer(model.eval()), setting.device)
-            exported_inference = timed(lambda: infer(exported[arch]), setting.device)
+            inference = timed(lambda model=model: infer(model.eval()), setting.device)
+            exported_inference = timed(lambda arch=arch: infer(exported[arch]), setting.device)
             model.train()
-            step = timed(lambda: train_step(model, optimizers[arch], images, targets, setting.amp), setting.device)
+            step = timed(
+                lambda model=model, arch=arch: train_step(model, optimizers[arch], images, targets, setting.amp),
+                setting.device,
+            )
             if round_index >= warmup:
                 timings[arch].inference_s.append(inference)
                 timings[arch].exported_inference_s.append(exported_inference)
@@ -178,16 +179,35 @@ def memory_probe(arch: str, setting: Setting, steps: int) -> float:
 
 def memory_in_subprocess(arch: str, args: argparse.Namespace) -> float:
     command = [
-        sys.executable, __file__, "--memory-probe", arch, "--params", str(args.params), "--backbone", args.backbone,
-        "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--graph", str(args.graph),
-        "--num-classes", str(args.num_classes), "--threads", str(args.threads),
+        sys.executable,
+        __file__,
+        "--memory-probe",
+        arch,
+        "--params",
+        str(args.params),
+        "--backbone",
+        args.backbone,
+        "--image-size",
+        str(args.image_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--graph",
+        str(args.graph),
+        "--num-classes",
+        str(args.num_classes),
+        "--threads",
+        str(args.threads),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(json.loads(result.stdout.strip().splitlines()[-1])["rss_delta_mib"])
 
 
 def table(
-    title: str, timings: dict[str, Timings], params: dict[str, int], batch_size: int, memory_header: str,
+    title: str,
+    timings: dict[str, Timings],
+    params: dict[str, int],
+    batch_size: int,
+    memory_header: str,
     memory: dict[str, float],
 ) -> str:
     reference = timings[REFERENCE]
@@ -286,7 +306,12 @@ def main(argv: list[str] | None = None) -> None:
     with threads(args.threads):
         if args.flops:  # the paper setting: COCO's 80 labels
             paper = Setting(
-                synthetic_label_graph(80), args.gpu_backbone, args.gpu_image_size, 1, torch.device("cpu"), False,
+                synthetic_label_graph(80),
+                args.gpu_backbone,
+                args.gpu_image_size,
+                1,
+                torch.device("cpu"),
+                False,
                 args.knobs,
             )
             print(flops_table(args.archs, paper))
@@ -306,7 +331,12 @@ def main(argv: list[str] | None = None) -> None:
         print(table(title, timings, params, args.batch_size, "train peak RSS Δ (MiB)", memory))
         if torch.cuda.is_available():
             gpu = Setting(
-                graph, args.gpu_backbone, args.gpu_image_size, args.gpu_batch_size, torch.device("cuda"), True,
+                graph,
+                args.gpu_backbone,
+                args.gpu_image_size,
+                args.gpu_batch_size,
+                torch.device("cuda"),
+                True,
                 args.knobs,
             )
             timings, params = measure(args.archs, gpu, args.rounds, args.warmup)

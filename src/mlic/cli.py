@@ -25,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
 def _context(params: Path, overrides: list[str] | None, root: Path) -> tuple[Any, Any]:
     from mlic.config import load_config
     from mlic.paths import Paths
@@ -39,7 +40,9 @@ def _step_command(name: str, summary: str) -> None:
     prepare, validate, graph and package differ only in the step they call, so one body serves.
     """
 
-    def command(params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")) -> None:
+    def command(
+        params: ParamsOption = Path("params.yaml"), set_: SetOption = None, root: RootOption = Path(".")
+    ) -> None:
         step = importlib.import_module(f"mlic.steps.{name}")
         config, paths = _context(params, set_, root)
         typer.echo(step.run(config, paths).summary())
@@ -180,9 +183,12 @@ def demo(
 @user_errors
 def models_command(
     archs: Annotated[list[str] | None, typer.Argument(help="Architectures to show (default: all).")] = None,
-    knobs: Annotated[bool, typer.Option("--knobs", help="Print each one's knobs: values, default, params.yaml's.")] = False,
+    knobs: Annotated[
+        bool, typer.Option("--knobs", help="Print each one's knobs: values, default, params.yaml's.")
+    ] = False,
     docs: Annotated[
-        Path | None, typer.Option(help="Rewrite the knob tables of this markdown file (its `<!-- knobs: ARCH -->` blocks).")
+        Path | None,
+        typer.Option(help="Rewrite the knob tables of this markdown file (its `<!-- knobs: ARCH -->` blocks)."),
     ] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:

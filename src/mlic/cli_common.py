@@ -49,7 +49,7 @@ def user_errors(func: F) -> F:
             typer.secho("interrupted: outputs were written atomically, nothing half-written remains", err=True)
             raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature typer reads
+    return wrapper  # functools.wraps keeps the signature typer reads
 
 
 def guarded(action: Callable[[], T]) -> T:

@@ -115,7 +115,9 @@ class DataConfig(Strict):
                 raise ValueError("data.path per split is for coco; voc takes its splits from data.voc.image_sets")
             if not {"train", "test"} <= set(self.path):
                 raise ValueError("data.path per split needs at least 'train' and 'test' (val is carved from train)")
-        if isinstance(self.image_dir, dict) and (not isinstance(self.path, dict) or set(self.image_dir) != set(self.path)):
+        if isinstance(self.image_dir, dict) and (
+            not isinstance(self.path, dict) or set(self.image_dir) != set(self.path)
+        ):
             raise ValueError("data.image_dir per split needs data.path per split with the same keys")
         return self
 

@@ -61,20 +61,25 @@ def stage_timings(lines: Iterable[str], clock: Callable[[], float] = time.monoto
 def repro(root: Path) -> list[Timing]:
     """`dvc repro` in `root`, its output passed through as it comes, timed per stage."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, bufsize=1,
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     assert process.stdout is not None
 
     def echoed() -> Iterable[str]:
-        for line in process.stdout:  # type: ignore[union-attr]  # checked above; mypy loses it in the closure
+        for line in process.stdout:  # checked above; mypy loses it in the closure
             sys.stdout.write(line)
             yield line
 
     timings = stage_timings(echoed())
     if process.wait():
         raise PipelineError(
-            f"dvc repro failed (exit {process.returncode})", file="dvc.yaml",
+            f"dvc repro failed (exit {process.returncode})",
+            file="dvc.yaml",
             fix="read the failing stage's message above; fix it and run `mlic demo` again (finished stages are kept)",
         )
     return timings

@@ -75,14 +75,16 @@ class GraphKnobs(Knobs):
     """Knobs every model that reads the label graph has."""
 
     label_graph: LabelGraphInput = "cooccurrence"
-    """The ablation every graph model has ("Controls" below): `shuffled` hands every label another label's node, `none` removes the graph."""
+    """The ablation every graph model has ("Controls" below): `shuffled` hands every label another label's node,
+    `none` removes the graph."""
 
 
 class QueryKnobs(GraphKnobs):
     """Knobs every model with label queries has."""
 
     queries: QuerySource = "semantic"
-    """The control every query model has ("Controls" below): `learned` replaces the graph-derived label queries by free vectors."""
+    """The control every query model has ("Controls" below): `learned` replaces the graph-derived label queries by
+    free vectors."""
 
 
 class BaselineKnobs(Knobs):
@@ -111,17 +113,22 @@ class MsrnKnobs(QueryKnobs):
     gat_heads: Count = 1
     """GAT heads (`semantic_dim` and `gat_hidden` must divide by it); DiffPool's assignment layer always has one."""
     pool_ratio: float = Field(0.2, gt=0.0, le=1.0)
-    """K = ⌈ratio·C⌉ groups: 16 on COCO, 4 on VOC (the reference's `int()` gives the same), 5 on the demo's 21 labels."""
+    """K = ⌈ratio·C⌉ groups: 16 on COCO, 4 on VOC (the reference's `int()` gives the same), 5 on the demo's 21
+    labels."""
     group_loss_weight: Weight = 1e-4
     """Weight of the group loss, which keeps each label near the group it is assigned to."""
     attention: Similarity = "channel"
-    """`channel` (per-channel softmax, the reference's), `dot` (one map per label, scaled dot product), `cosine` (one map per label, cosine × a learned temperature)."""
+    """`channel` (per-channel softmax, the reference's), `dot` (one map per label, scaled dot product), `cosine` (one
+    map per label, cosine × a learned temperature)."""
     projection: Projection = "plain"
     """`plain` 1×1 conv (the reference's), or `conv_bn_relu` (every key non-negative)."""
     head: MsrnHead = "mlp"
-    """`mlp` (the reference's tanh → MLP over all C + K query features), or `per_label` (its commented-out alternative: each label's features beside its groups' features mixed through the assignment, tanh, one dot product per label)."""
+    """`mlp` (the reference's tanh → MLP over all C + K query features), or `per_label` (its commented-out
+    alternative: each label's features beside its groups' features mixed through the assignment, tanh, one dot
+    product per label)."""
     mlp_hidden: Count = 2048
-    """Hidden width of the MLP head; its first layer holds 3·`semantic_dim`·(C+K)·`mlp_hidden` weights (82 M on the demo, 302 M on COCO)."""
+    """Hidden width of the MLP head; its first layer holds 3·`semantic_dim`·(C+K)·`mlp_hidden` weights (82 M on the
+    demo, 302 M on COCO)."""
 
     @field_validator("gat_heads")
     @classmethod
@@ -149,7 +156,8 @@ class MgsgnKnobs(QueryKnobs):
     attention: Similarity = "dot"
     """Scores of the attention that gives `V`: `dot`, `cosine` (× a learned temperature) or `channel`, as MSRN's."""
     reconstruction_stride: ReconstructionStride = 32
-    """The grid the deepest map is rebuilt on: 32 is its own (3×3 at 96 px); 16 and 8 upsample it to a finer stage's grid first, so `V` is attended over 6×6 or 12×12 locations."""
+    """The grid the deepest map is rebuilt on: 32 is its own (3×3 at 96 px); 16 and 8 upsample it to a finer stage's
+    grid first, so `V` is attended over 6×6 or 12×12 locations."""
 
     @field_validator("attention_heads")
     @classmethod
@@ -167,7 +175,8 @@ class SgfnKnobs(QueryKnobs):
     fam_heads: Count = 1
     """FAM heads (non-local is single-head)."""
     global_semantics: GlobalSemantics = "groups"
-    """The reading of "global": DiffPool `groups` as extra queries, one `shared` vector joined to every label, or `none`."""
+    """The reading of "global": DiffPool `groups` as extra queries, one `shared` vector joined to every label, or
+    `none`."""
     pool_ratio: float = Field(0.2, gt=0.0, le=1.0)
     """Groups of the `groups` reading: K = ⌈ratio·C⌉, as MSRN's."""
     combine: SemanticCombine = "concat"
@@ -175,7 +184,8 @@ class SgfnKnobs(QueryKnobs):
     layer_fusion: BranchFusion = "learned"
     """Fusion of per-layer logits: `learned` (the paper's), `sum`, `mean`."""
     attention: Similarity = "dot"
-    """Label-guided attention scores: `dot` (the papers' `L·X`), `cosine` (× a learned temperature, capped at 100), or `channel` (MSRN's per-channel form)."""
+    """Label-guided attention scores: `dot` (the papers' `L·X`), `cosine` (× a learned temperature, capped at 100),
+    or `channel` (MSRN's per-channel form)."""
 
 
 class CmasgeKnobs(QueryKnobs):
@@ -186,11 +196,14 @@ class CmasgeKnobs(QueryKnobs):
     asge_weight: Weight = 1.0
     """Weight of the ASGE loss (0 = embeddings learned only through classification)."""
     attention_smoothing: Weight = 0.0
-    """Evidence spread evenly over the map before the ReLU'd cosines are normalised: 0 is the paper's plain normalisation; 1.0 (params.yaml) keeps the attention trainable on small maps."""
+    """Evidence spread evenly over the map before the ReLU'd cosines are normalised: 0 is the paper's plain
+    normalisation; 1.0 (params.yaml) keeps the attention trainable on small maps."""
     feature_stride: FeatureStride = 32
-    """The map CMA reads: 32 is the paper's last map; 16 dilates the last stage (timm `output_stride`), so the same channels come on a map twice as fine; backbones without `output_stride` (TResNet) cannot."""
+    """The map CMA reads: 32 is the paper's last map; 16 dilates the last stage (timm `output_stride`), so the same
+    channels come on a map twice as fine; backbones without `output_stride` (TResNet) cannot."""
     scales: CmaScales = 1
-    """How many stages CMA reads, deepest first: 1 = the paper's CMA on the last map; 2 = MS-CMA on stages 3–4; 3 = stages 2–4. Not combined with `feature_stride: 16`."""
+    """How many stages CMA reads, deepest first: 1 = the paper's CMA on the last map; 2 = MS-CMA on stages 3–4; 3 =
+    stages 2–4. Not combined with `feature_stride: 16`."""
 
     @field_validator("scales")
     @classmethod
@@ -264,7 +277,9 @@ def knobs_class(arch: str) -> type[Knobs]:
     """The knobs of `arch`; an architecture without knobs here is unknown."""
     if arch not in ModelsKnobs.model_fields:
         raise ConfigError(
-            f"unknown architecture '{arch}'", field="architectures", fix=f"choose from {', '.join(architecture_names())}"
+            f"unknown architecture '{arch}'",
+            field="architectures",
+            fix=f"choose from {', '.join(architecture_names())}",
         )
     annotation = ModelsKnobs.model_fields[arch].annotation
     assert isinstance(annotation, type) and issubclass(annotation, Knobs)
@@ -283,7 +298,9 @@ def _choices(annotation: Any) -> str:
 
 def _bounds(field: FieldInfo) -> str:
     """The field's numeric constraints, written as a reader would: ` ≥ 1`, ` in [0, 1]`."""
-    limit = {name: getattr(item, name) for item in field.metadata for name in ("ge", "gt", "le", "lt") if hasattr(item, name)}
+    limit = {
+        name: getattr(item, name) for item in field.metadata for name in ("ge", "gt", "le", "lt") if hasattr(item, name)
+    }
     low = f"[{limit['ge']}" if "ge" in limit else f"({limit['gt']}" if "gt" in limit else ""
     high = f"{limit['le']}]" if "le" in limit else f"{limit['lt']})" if "lt" in limit else ""
     if low and high:
@@ -309,7 +326,8 @@ def knob_table(arch: str, configured: Knobs | None = None) -> str:
         choices = _choices(field.annotation)
         nullable = choices.endswith(" or `null`")
         values = choices.removesuffix(" or `null`") + _bounds(field) + (" or `null`" if nullable else "")
-        rows.append(f"| `{name}` | {values} | {_shown(field.default)} | {departs} | {field.description} |")
+        meaning = " ".join((field.description or "").split())
+        rows.append(f"| `{name}` | {values} | {_shown(field.default)} | {departs} | {meaning} |")
     return "\n".join(rows)
 
 

@@ -1,20 +1,17 @@
 """Two `dvc repro` in one project: DVC's locks refuse the second with a clear message (which output
-is busy, held by which process) while the first runs on; the first, killed with SIGKILL in its prepare stage, leaves a project the next
-`dvc repro` completes, with no temporary left behind."""
+is busy, held by which process) while the first runs on; the first, killed with SIGKILL in its
+prepare stage, leaves a project the next `dvc repro` completes, with no temporary left behind."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from dvc_project import BIN, TINY, make_project, run
 from interrupted import temporaries
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dvc_project import BIN, TINY, make_project, run  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

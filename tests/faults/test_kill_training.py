@@ -32,7 +32,7 @@ def test_training_killed_twice_ends_as_an_uninterrupted_run(tmp_path: Path) -> N
     reference = Paths(tmp_path / "uninterrupted")
     shutil.copytree(paths.root, reference.root)
     checkpoint = paths.checkpoint_file(ARCH)
-    writing = lambda: any(checkpoint.parent.glob(f".{checkpoint.name}.mlic-tmp-*"))  # noqa: E731
+    writing = lambda: any(checkpoint.parent.glob(f".{checkpoint.name}.mlic-tmp-*"))  # noqa: E731 - a one-line predicate for wait_until
 
     uninterrupted = train(reference.root)
 

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from prepared_data import make_prepared, tiny_params
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from prepared_data import make_prepared, tiny_params  # noqa: E402
-
-from mlic.config import config_from_dict  # noqa: E402
-from mlic.paths import Paths  # noqa: E402
-from mlic.steps import graph as graph_step  # noqa: E402
+from mlic.config import config_from_dict
+from mlic.paths import Paths
+from mlic.steps import graph as graph_step
 
 #: Two short epochs of the baseline: a checkpoint to resume from, and one more to write.
 TRAIN = {"epochs": 2, "max_steps_per_epoch": 2}

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_scripts import ROOT, load_bench  # noqa: E402
+from bench_scripts import ROOT, load_bench
 
 CI = r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]"
 
@@ -26,9 +23,26 @@ def test_quality_bench_compares_every_row_with_the_references_and_the_controls(t
     report = tmp_path / "quality.md"
     tiny = ["data.synthetic.num_images=160", "train.image_size=32", "train.batch_size=16"]
     arguments = [
-        "--params", str(ROOT / "params.yaml"), "--archs", "cmasge", "cmasge[queries=learned]", "baseline",
-        "msshared", "--seeds", "0", "1", "--data-seeds", "0", "1", "--epochs", "1", "--workdir", str(tmp_path / "work"),
-        "--output", str(report), *(arg for override in tiny for arg in ("--set", override)),
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--archs",
+        "cmasge",
+        "cmasge[queries=learned]",
+        "baseline",
+        "msshared",
+        "--seeds",
+        "0",
+        "1",
+        "--data-seeds",
+        "0",
+        "1",
+        "--epochs",
+        "1",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--output",
+        str(report),
+        *(arg for override in tiny for arg in ("--set", override)),
     ]
     bench = load_bench("quality")
     bench.main(arguments)
@@ -38,13 +52,22 @@ def test_quality_bench_compares_every_row_with_the_references_and_the_controls(t
     header = next(line for line in text.splitlines() if line.startswith("| row | test mAP"))
     columns = cells(header)
     assert columns[:7] == [
-        "row", "test mAP", "val mAP", "Δ vs baseline [95% CI]", "Δ vs msshared [95% CI]", "Δ vs as configured [95% CI]",
+        "row",
+        "test mAP",
+        "val mAP",
+        "Δ vs baseline [95% CI]",
+        "Δ vs msshared [95% CI]",
+        "Δ vs as configured [95% CI]",
         "look-alike AP",
     ]
-    rows = {cells(line)[0]: dict(zip(columns, cells(line))) for line in text.split(header)[1].splitlines()[2:6]}
+    rows = {
+        cells(line)[0]: dict(zip(columns, cells(line), strict=True)) for line in text.split(header)[1].splitlines()[2:6]
+    }
     assert list(rows) == ["baseline", "msshared", "cmasge", "cmasge[queries=learned]"]  # references first
     for name, row in rows.items():
-        assert re.fullmatch(r"\d+\.\d ± \d+\.\d", row["test mAP"]) and re.fullmatch(r"\d+\.\d ± \d+\.\d", row["val mAP"])
+        assert re.fullmatch(r"\d+\.\d ± \d+\.\d", row["test mAP"]) and re.fullmatch(
+            r"\d+\.\d ± \d+\.\d", row["val mAP"]
+        )
         for reference in ("baseline", "msshared"):
             expected = "–" if name == reference else CI  # four runs each: a Welch interval
             assert re.fullmatch(expected, row[f"Δ vs {reference} [95% CI]"]), (name, row)

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_scripts import ROOT, load_bench  # noqa: E402
+from bench_scripts import ROOT, load_bench
 
 
 def cells(row: str) -> list[str]:

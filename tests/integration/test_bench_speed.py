@@ -4,13 +4,10 @@ with its peak training RSS measured in its own process."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_scripts import ROOT, load_bench  # noqa: E402
+from bench_scripts import ROOT, load_bench
 
 NUMBER = r"\d+(?:\.\d+)?"
 
@@ -26,8 +23,22 @@ def test_speed_bench_prints_ratios_to_the_baseline_and_exported_speed(
 ) -> None:
     load_bench("speed").main(
         [
-            "--params", str(ROOT / "params.yaml"), "--archs", "msrn", "--image-size", "32", "--batch-size", "2",
-            "--rounds", "1", "--warmup", "0", "--threads", "1", "--graph", str(tmp_path / "absent.json"),
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--archs",
+            "msrn",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--graph",
+            str(tmp_path / "absent.json"),
         ]
     )
 

@@ -11,19 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from prepared_data import LABELS, make_prepared
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from prepared_data import LABELS, make_prepared  # noqa: E402
-
-from mlic.config import config_from_dict  # noqa: E402
-from mlic.data.dataset import MultiLabelDataset  # noqa: E402
-from mlic.data.transforms import eval_transform  # noqa: E402
-from mlic.evaluation.metrics import mean_average_precision  # noqa: E402
-from mlic.evaluation.predict import predict_probabilities  # noqa: E402
-from mlic.models.saved import load_model  # noqa: E402
-from mlic.paths import Paths  # noqa: E402
-from mlic.steps import graph as graph_step  # noqa: E402
+from mlic.config import config_from_dict
+from mlic.data.dataset import MultiLabelDataset
+from mlic.data.transforms import eval_transform
+from mlic.evaluation.metrics import mean_average_precision
+from mlic.evaluation.predict import predict_probabilities
+from mlic.models.saved import load_model
+from mlic.paths import Paths
+from mlic.steps import graph as graph_step
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -31,7 +29,9 @@ BIN = Path(sys.executable).parent
 
 def _params(root: Path, world: int) -> dict:
     vectors = root / "vectors.txt"
-    vectors.write_text("".join(f"{w} " + " ".join(str((i * 7 + j) % 5 - 2) for j in range(8)) + "\n" for i, w in enumerate(LABELS)))
+    vectors.write_text(
+        "".join(f"{w} " + " ".join(str((i * 7 + j) % 5 - 2) for j in range(8)) + "\n" for i, w in enumerate(LABELS))
+    )
     return {
         "architectures": ["baseline"],
         "graph": {"embeddings": {"source": "file", "path": str(vectors)}},
@@ -42,7 +42,18 @@ def _params(root: Path, world: int) -> dict:
 
 
 def _train(root: Path, nproc: int) -> dict:
-    command = [str(BIN / "python"), "-m", "mlic", "train", "--arch", "baseline", "--root", str(root), "--params", str(root / "params.yaml")]
+    command = [
+        str(BIN / "python"),
+        "-m",
+        "mlic",
+        "train",
+        "--arch",
+        "baseline",
+        "--root",
+        str(root),
+        "--params",
+        str(root / "params.yaml"),
+    ]
     if nproc > 1:
         command = [str(BIN / "torchrun"), "--standalone", f"--nproc-per-node={nproc}", "-m", "mlic", *command[3:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

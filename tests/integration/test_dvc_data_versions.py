@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import write_coco_2014  # noqa: E402
-from dvc_project import TINY, commit, make_project, merge, run  # noqa: E402
+from annotation_fixtures import write_coco_2014
+from dvc_project import TINY, commit, make_project, merge, run
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dvc_project import TINY, make_project, run  # noqa: E402
+from dvc_project import TINY, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +24,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_repro_runs_every_stage_and_writes_the_contract_outputs(project: Path) -> None:
     for output in (
-        "data/prepared/train.json", "data/prepared/labels.json", "metrics/data.json",
-        "artifacts/graph/graph.npz", "artifacts/models/baseline/weights.pt", "artifacts/models/mlgcn/config.json",
-        "metrics/evaluation.json", "metrics/per_class.csv", "artifacts/best.json",
-        "artifacts/serving/model-store/mlic.mar", "artifacts/serving/config.properties",
+        "data/prepared/train.json",
+        "data/prepared/labels.json",
+        "metrics/data.json",
+        "artifacts/graph/graph.npz",
+        "artifacts/models/baseline/weights.pt",
+        "artifacts/models/mlgcn/config.json",
+        "metrics/evaluation.json",
+        "metrics/per_class.csv",
+        "artifacts/best.json",
+        "artifacts/serving/model-store/mlic.mar",
+        "artifacts/serving/config.properties",
     ):
         assert (project / output).is_file(), output
     evaluation = json.loads((project / "metrics/evaluation.json").read_text())

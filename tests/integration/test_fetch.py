@@ -51,7 +51,9 @@ def write_coco(root: Path, version: str) -> None:
         Image.new("RGB", (24, 16), (index * 12, 255 - index * 12, 80)).save(images_dir / name)
         images.append({"id": 100 + index, "file_name": name, "width": 24, "height": 16})
         for category in {CATEGORIES[index % 3]["id"], CATEGORIES[(index // 3) % 3]["id"]}:
-            annotations.append({"id": len(annotations) + 1, "image_id": 100 + index, "category_id": category, "bbox": [1, 1, 8, 8]})
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": 100 + index, "category_id": category, "bbox": [1, 1, 8, 8]}
+            )
     payload = {"images": images, "annotations": annotations, "categories": CATEGORIES}
     (root / "instances.json").write_text(json.dumps(payload), encoding="utf-8")
     (root / "VERSION").write_text(version, encoding="utf-8")
@@ -87,7 +89,9 @@ def components(tmp_path_factory: pytest.TempPathFactory) -> Components:
     return build_components("python:3.11-slim")
 
 
-def test_revisions_resolve_to_the_commit_they_point_at_now(data_repo: tuple[Path, list[str]], components: Components) -> None:
+def test_revisions_resolve_to_the_commit_they_point_at_now(
+    data_repo: tuple[Path, list[str]], components: Components
+) -> None:
     repo, (first, second) = data_repo
     assert components.resolve_data_revision(repo_url=str(repo), rev="main").output == second
     assert components.resolve_data_revision(repo_url=str(repo), rev="").output == second  # the default branch

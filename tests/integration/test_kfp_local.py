@@ -66,7 +66,9 @@ def test_every_step_leaves_its_artifact(passed_run: LocalRun) -> None:
     assert "<html" in task_output(passed_run, "validate", "report").read_text().lower()
     assert (task_output(passed_run, "validate", "validation") / "metrics" / "data.json").is_file()
     assert (task_output(passed_run, "graph", "graph") / "artifacts" / "graph" / "graph.npz").is_file()
-    models = sorted(path.parent.name for path in passed_run.run_dir.glob("**/train/model/artifacts/models/*/weights.pt"))
+    models = sorted(
+        path.parent.name for path in passed_run.run_dir.glob("**/train/model/artifacts/models/*/weights.pt")
+    )
     assert models == ARCHITECTURES
 
 

@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from prepared_data import make_prepared, tiny_params
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from prepared_data import make_prepared, tiny_params  # noqa: E402
-
-from mlic.config import config_from_dict  # noqa: E402
-from mlic.paths import Paths  # noqa: E402
+from mlic.config import config_from_dict
+from mlic.paths import Paths
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ class FakeTorchServe(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: FakeTorchServe
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         body = self.rfile.read(int(self.headers["Content-Length"]))
         token = self.headers.get("Authorization")
         self.server.seen.append((body, token))

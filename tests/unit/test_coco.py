@@ -56,7 +56,11 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str | None, str]] = {
         "annotations[3].category_id",
         "unknown category id 77",
     ),
-    "unknown image": (_edit(lambda d: d["annotations"][0].update(image_id=999)), "annotations[0].image_id", "unknown image id 999"),
+    "unknown image": (
+        _edit(lambda d: d["annotations"][0].update(image_id=999)),
+        "annotations[0].image_id",
+        "unknown image id 999",
+    ),
     "no images list": (_edit(lambda d: d.pop("images")), "images", "missing or not a list"),
     "image without width": (_edit(lambda d: d["images"][2].pop("width")), "images[2].width", "'width' is missing"),
     "duplicate image id": (_edit(lambda d: d["images"][1].update(id=101)), "images[1].id", "duplicate id 101"),
@@ -71,7 +75,11 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str | None, str]] = {
         "annotations[0].bbox",
         r"annotation 1 \(image 101\): .* reaches outside its 40×30 image",
     ),
-    "box not numbers": (_edit(lambda d: d["annotations"][1].update(bbox=[2, 3, "10", 8])), "annotations[1].bbox", "not four numbers"),
+    "box not numbers": (
+        _edit(lambda d: d["annotations"][1].update(bbox=[2, 3, "10", 8])),
+        "annotations[1].bbox",
+        "not four numbers",
+    ),
 }
 
 

@@ -124,7 +124,9 @@ def test_pointing_hit_scales_boxes_from_the_stored_image_size() -> None:
     """Boxes are in the stored image's pixels (here 400×100), the map covers the resized square."""
     assert pointing_hit(one_hot_map(2, 3), [[350.0, 60.0, 40.0, 30.0]], width=400, height=100, dilation=0)
     assert not pointing_hit(one_hot_map(2, 0), [[350.0, 60.0, 40.0, 30.0]], width=400, height=100, dilation=0)
-    assert pointing_hit(one_hot_map(1, 1), [[0.0, 0.0, 1.0, 1.0], [30.0, 30.0, 10.0, 10.0]], width=100, height=100, dilation=0)
+    assert pointing_hit(
+        one_hot_map(1, 1), [[0.0, 0.0, 1.0, 1.0], [30.0, 30.0, 10.0, 10.0]], width=100, height=100, dilation=0
+    )
 
 
 class LooksAt(nn.Module):
@@ -146,7 +148,8 @@ def test_pointing_game_scores_labels_on_their_own_boxes_against_the_shared_salie
     corner where it has none. The shared saliency (the mean of the three maps) ties between
     those three corners, and its arg-max, the first, is label 0's corner for every label."""
     image = ImageBoxes(
-        width=100, height=100,
+        width=100,
+        height=100,
         boxes={0: [[0.0, 0.0, 20.0, 20.0]], 1: [[80.0, 80.0, 20.0, 20.0]], 2: [[0.0, 80.0, 20.0, 20.0]]},
     )
     game = pointing_game(LooksAt(targets=[0, 15, 3]), torch.zeros(2, 3, 8, 8), [image, image], num_classes=3)

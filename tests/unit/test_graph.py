@@ -71,7 +71,6 @@ def test_mlic_graph_imports_neither_torch_nor_timm(tmp_path):
     import sys
 
     import yaml
-
     from prepared_data import make_prepared, tiny_params
 
     make_prepared(tmp_path)

@@ -69,7 +69,9 @@ def test_the_model_docs_carry_the_generated_knob_tables() -> None:
 
 def test_a_knob_table_shows_where_params_depart_from_the_default(tmp_path: Path) -> None:
     configured = load_config(_params_with(tmp_path, {"msrn": {"head": "per_label"}})).models.msrn
-    cells = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)] for line in knob_table("msrn", configured).splitlines()]
+    cells = [
+        [cell.strip() for cell in re.split(r"(?<!\\)\|", line)] for line in knob_table("msrn", configured).splitlines()
+    ]
     rows = {row[1]: row[3:5] for row in cells[2:]}
     assert rows["`head`"] == ["`mlp`", "`per_label`"]  # default, params.yaml
     assert rows["`mlp_hidden`"] == ["`2048`", ""]

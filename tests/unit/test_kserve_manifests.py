@@ -5,20 +5,16 @@ readiness is a real prediction, and the declared protocol is the one the handler
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from crd_schema import errors
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from crd_schema import errors  # noqa: E402
-
-from mlic.config import PackageConfig  # noqa: E402
-from mlic.kubeflow.kserve import kserve_properties  # noqa: E402
-from mlic.serving.probe import DEFAULT_URL  # noqa: E402
+from mlic.config import PackageConfig
+from mlic.kubeflow.kserve import kserve_properties
+from mlic.serving.probe import DEFAULT_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kserve"

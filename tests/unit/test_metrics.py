@@ -91,13 +91,17 @@ def test_ap_under_ties_equals_sklearn_per_class(kind):
     targets = (rng.random((200, 10)) < 0.3).astype(int)
     scores = _tied_scores(kind, rng, targets)
     assert len(np.unique(scores[:, 0])) < 150  # many ties, or the test would not test them
-    np.testing.assert_allclose(average_precision_per_class(scores, targets), _sklearn_ap(scores, targets), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        average_precision_per_class(scores, targets), _sklearn_ap(scores, targets), rtol=0, atol=1e-12
+    )
 
 
 def test_ap_of_random_one_decimal_scores_equals_sklearn():
     rng = np.random.default_rng(0)
     scores, targets = np.round(rng.random((200, 10)), 1), (rng.random((200, 10)) < 0.3).astype(int)
-    np.testing.assert_allclose(average_precision_per_class(scores, targets), _sklearn_ap(scores, targets), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        average_precision_per_class(scores, targets), _sklearn_ap(scores, targets), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("kind", ["one decimal", "bf16"])
@@ -131,7 +135,12 @@ def _per_arch(**maps: tuple[float, float]) -> dict[str, dict[str, float]]:
 def test_gate_chooses_on_val_and_gates_on_test():
     per_arch = _per_arch(baseline=(60.0, 58.0), mlgcn=(71.5, 70.0), msrn=(float("nan"), float("nan")))
     decision = decide(per_arch, min_map=70)
-    assert (decision.best_arch, decision.chosen_by, decision.chosen_map, decision.test_map) == ("mlgcn", "val", 71.5, 70.0)
+    assert (decision.best_arch, decision.chosen_by, decision.chosen_map, decision.test_map) == (
+        "mlgcn",
+        "val",
+        71.5,
+        70.0,
+    )
     assert decision.passed
     assert not decide(per_arch, min_map=70.01).passed
 
@@ -153,7 +162,12 @@ def test_gate_ties_go_to_the_architecture_listed_first():
 def test_gate_falls_back_to_test_map_without_a_val_map(caplog):
     nan = float("nan")
     decision = decide(_per_arch(baseline=(nan, 60.0), mlgcn=(nan, 71.5)), min_map=70)
-    assert (decision.best_arch, decision.chosen_by, decision.chosen_map, decision.test_map) == ("mlgcn", "test", 71.5, 71.5)
+    assert (decision.best_arch, decision.chosen_by, decision.chosen_map, decision.test_map) == (
+        "mlgcn",
+        "test",
+        71.5,
+        71.5,
+    )
     assert decision.passed
     assert "choosing by test mAP" in caplog.text
 

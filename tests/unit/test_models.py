@@ -236,18 +236,47 @@ def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None
         "baseline": {"dropout": 0.5, "feature_stride": 16},
         "mlgcn": {"hidden_dim": 64, "pool": "avg", "feature_stride": 16, "label_graph": "shuffled"},
         "msrn": {
-            "semantic_dim": 64, "word_dim": 32, "gat_hidden": 64, "gat_heads": 2, "pool_ratio": 0.3,
-            "group_loss_weight": 0.5, "attention": "dot", "projection": "conv_bn_relu", "head": "per_label",
-            "mlp_hidden": 16, "label_graph": "shuffled",
+            "semantic_dim": 64,
+            "word_dim": 32,
+            "gat_hidden": 64,
+            "gat_heads": 2,
+            "pool_ratio": 0.3,
+            "group_loss_weight": 0.5,
+            "attention": "dot",
+            "projection": "conv_bn_relu",
+            "head": "per_label",
+            "mlp_hidden": 16,
+            "label_graph": "shuffled",
         },
-        "mgsgn": {"feature_dim": 64, "attention_dim": 32, "map_fusion": "sum", "perspectives": 2, "top_k": None,
-                  "reconstruction_stride": 16, "label_graph": "none"},
-        "sgfn": {"semantic_dim": 64, "gcn_hidden": 64, "fam_heads": 4, "global_semantics": "shared", "combine": "sum",
-                 "layer_fusion": "mean", "attention": "cosine", "label_graph": "shuffled"},
+        "mgsgn": {
+            "feature_dim": 64,
+            "attention_dim": 32,
+            "map_fusion": "sum",
+            "perspectives": 2,
+            "top_k": None,
+            "reconstruction_stride": 16,
+            "label_graph": "none",
+        },
+        "sgfn": {
+            "semantic_dim": 64,
+            "gcn_hidden": 64,
+            "fam_heads": 4,
+            "global_semantics": "shared",
+            "combine": "sum",
+            "layer_fusion": "mean",
+            "attention": "cosine",
+            "label_graph": "shuffled",
+        },
         "msbaseline": {"dim": 32, "projection": "plain", "layer_fusion": "sum"},
         "msshared": {"dim": 32, "projection": "plain", "layer_fusion": "mean", "attention": "channel"},
-        "cmasge": {"semantic_dim": 32, "asge_hidden": 64, "asge_weight": 0.0, "attention_smoothing": 1.0,
-                   "feature_stride": 16, "label_graph": "none"},
+        "cmasge": {
+            "semantic_dim": 32,
+            "asge_hidden": 64,
+            "asge_weight": 0.0,
+            "attention_smoothing": 1.0,
+            "feature_stride": 16,
+            "label_graph": "none",
+        },
     }[arch]
     model = build(arch, graph, **knobs).train()
     training_loss(model, images()).backward()
@@ -521,14 +550,17 @@ def test_learned_queries_do_not_read_the_label_embeddings(arch: str, graph: Labe
             assert torch.allclose(model(images()), before) is not reaches, queries
 
 
-@pytest.mark.parametrize(("arch", "knobs", "query_count"), [
-    ("msrn", {}, NUM_CLASSES + 2),  # K = ⌈0.2 · 10⌉ groups beside the labels
-    ("msrn", {"queries": "learned"}, NUM_CLASSES + 2),
-    ("sgfn", {}, NUM_CLASSES + 2),
-    ("sgfn", {"global_semantics": "shared"}, NUM_CLASSES),
-    ("sgfn", {"global_semantics": "none"}, NUM_CLASSES),
-    ("msshared", {}, 1),
-])
+@pytest.mark.parametrize(
+    ("arch", "knobs", "query_count"),
+    [
+        ("msrn", {}, NUM_CLASSES + 2),  # K = ⌈0.2 · 10⌉ groups beside the labels
+        ("msrn", {"queries": "learned"}, NUM_CLASSES + 2),
+        ("sgfn", {}, NUM_CLASSES + 2),
+        ("sgfn", {"global_semantics": "shared"}, NUM_CLASSES),
+        ("sgfn", {"global_semantics": "none"}, NUM_CLASSES),
+        ("msshared", {}, 1),
+    ],
+)
 def test_attention_queries_are_the_labels_then_their_groups(
     arch: str, knobs: dict[str, object], query_count: int, graph: LabelGraph
 ) -> None:
@@ -545,7 +577,9 @@ def test_attention_queries_are_the_labels_then_their_groups(
 def test_msrn_follows_its_reference_code_by_default(graph: LabelGraph) -> None:
     model = build("msrn", graph)
     assert model.attend.similarity == "channel"
-    assert all(isinstance(projection, nn.Conv2d) for projection in model.project.projections)  # plain, keys may be negative
+    assert all(
+        isinstance(projection, nn.Conv2d) for projection in model.project.projections
+    )  # plain, keys may be negative
     assert all(layer.residual and layer.heads == 1 for layer in model.semantics.local.layers)
     assert model.semantics.local.activate_last
     assert isinstance(model.head, nn.Sequential)  # tanh → MLP over every query of every stage

@@ -66,7 +66,9 @@ def test_max_train_per_label_caps_the_training_split_only(tmp_path: Path, make_c
     assert "max_train_per_label" in result.summary()
 
 
-def test_coco_is_split_and_read_in_place(tmp_path: Path, make_config: MakeConfig, coco_dataset: tuple[Path, Path]) -> None:
+def test_coco_is_split_and_read_in_place(
+    tmp_path: Path, make_config: MakeConfig, coco_dataset: tuple[Path, Path]
+) -> None:
     instances, image_dir = coco_dataset
     paths = Paths(tmp_path / "project")
     config = make_config(data={"source": "coco", "path": str(instances), "image_dir": str(image_dir)})
@@ -135,7 +137,11 @@ BAD_INPUT: dict[str, tuple[Callable[[Path], dict], str, str | None]] = {
         "instances.json",
         "annotations[0].category_id",
     ),
-    "VOC XML without objects": (_voc_xml("<annotation><size><width>4</width><height>3</height></size></annotation>"), "000002.xml", "object"),
+    "VOC XML without objects": (
+        _voc_xml("<annotation><size><width>4</width><height>3</height></size></annotation>"),
+        "000002.xml",
+        "object",
+    ),
     "malformed VOC XML": (_voc_xml("<annotation><object>"), "000002.xml", "xml"),
 }
 

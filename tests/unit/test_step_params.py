@@ -75,11 +75,11 @@ def recorded_reads(config: Config) -> Iterator[set[str]]:
                 reads.add(prefixes[id(self)] + (field.alias or name))
         return value
 
-    BaseModel.__getattribute__ = recording  # type: ignore[method-assign]  # undone below
+    BaseModel.__getattribute__ = recording  # undone below
     try:
         yield reads
     finally:
-        BaseModel.__getattribute__ = original  # type: ignore[method-assign]
+        BaseModel.__getattribute__ = original
 
 
 @pytest.mark.slow
@@ -88,7 +88,8 @@ def test_no_step_reads_a_key_its_stage_does_not_declare(tmp_path: Path) -> None:
     from mlic.steps import evaluate, graph, package, prepare, train, validate
 
     raw = tiny_params(
-        tmp_path, data={"synthetic": {"num_images": 60, "image_size": 32, "min_objects": 1, "max_objects": 2}},
+        tmp_path,
+        data={"synthetic": {"num_images": 60, "image_size": 32, "min_objects": 1, "max_objects": 2}},
         validate={"min_positives": 1},
     )
     raw["architectures"], raw["graph"] = ["baseline"], {}

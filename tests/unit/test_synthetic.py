@@ -89,7 +89,7 @@ def test_layouts_use_the_configured_counts_scales_and_backdrops() -> None:
         record = image.record(config.image_size)
         assert record.labels == sorted({label for label, _ in record.boxes})
         for _, (x, y, width, height) in record.boxes:
-            assert 0 <= x and 0 <= y and x + width <= 96.01 and y + height <= 96.01
+            assert x >= 0 and y >= 0 and x + width <= 96.01 and y + height <= 96.01
             sides.append(np.sqrt(width * height) / 96)
     for scale in config.object_scales:
         assert any(abs(side - scale) < 0.1 * scale for side in sides), f"no object near scale {scale}"
@@ -113,4 +113,6 @@ def test_an_image_does_not_depend_on_which_others_are_drawn() -> None:
     images = synthetic.sample_images(config, seed=2)
     alone = synthetic.sample_image(7, config, seed=2)
     assert alone == images[7]
-    assert np.array_equal(np.asarray(synthetic.render(alone, config, 2)), np.asarray(synthetic.render(images[7], config, 2)))
+    assert np.array_equal(
+        np.asarray(synthetic.render(alone, config, 2)), np.asarray(synthetic.render(images[7], config, 2))
+    )

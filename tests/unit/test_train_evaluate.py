@@ -129,7 +129,10 @@ def test_evaluate_writes_metrics_thresholds_and_gates(trained):
     assert result.best_arch == max(metrics, key=lambda arch: metrics[arch]["val_mAP"])
     assert result.chosen_map == metrics[result.best_arch]["val_mAP"]
     assert result.test_map == metrics[result.best_arch]["mAP"] == best["metrics"]["mAP"]
-    assert f"{result.best_arch} chosen by val mAP {result.chosen_map:.2f}, test mAP {result.test_map:.2f}" in result.summary()
+    assert (
+        f"{result.best_arch} chosen by val mAP {result.chosen_map:.2f}, test mAP {result.test_map:.2f}"
+        in result.summary()
+    )
     assert result.table().splitlines()[0].startswith("| arch | val mAP | mAP | CP |")
     header = paths.per_class_metrics.read_text().splitlines()[0]
     assert header.startswith("label,test_positives,AP_baseline,AP_mlgcn")
@@ -167,7 +170,9 @@ def test_evaluate_without_a_val_split_chooses_on_test(trained, caplog):
     assert result.chosen_by == "test" and result.gate_passed
     assert result.test_map == result.chosen_map == max(m["mAP"] for m in metrics.values())
     assert "choosing by test mAP" in caplog.text
-    assert json.loads(paths.best_file.read_text())["thresholds"] == [config.evaluate.threshold] * 6  # nothing to tune on
+    assert (
+        json.loads(paths.best_file.read_text())["thresholds"] == [config.evaluate.threshold] * 6
+    )  # nothing to tune on
 
 
 def test_evaluate_names_a_missing_model(graphed):
@@ -191,7 +196,7 @@ def test_warmup_cosine_schedule_shape():
     factor = warmup_cosine(10)
     values = [factor(step) for step in range(10)]
     assert values[0] == 0.5 and values[1] == 1.0  # two warm-up steps
-    assert all(a >= b for a, b in zip(values[1:], values[2:]))  # then never rises
+    assert all(a >= b for a, b in zip(values[1:], values[2:], strict=False))  # then never rises
     assert warmup_cosine(1)(0) == 1.0
 
 

@@ -5,15 +5,11 @@ runtime's training node, the claim is writable by the image's user, /dev/shm is 
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from crd_schema import CRDS, errors  # noqa: E402
+from crd_schema import CRDS, errors
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINJOB_CRD = "trainer-v2.3.0/trainer.kubeflow.org_trainjobs.yaml"

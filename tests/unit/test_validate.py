@@ -129,7 +129,9 @@ def test_annotation_problems_are_each_named(tmp_path: Path, make_config: MakeCon
     assert "30 vs 24.0" in message and "label is one of the 3 categories" in message
 
 
-def test_allow_unlabeled_accepts_images_without_labels(tmp_path: Path, make_config: MakeConfig, draw_image: DrawImage) -> None:
+def test_allow_unlabeled_accepts_images_without_labels(
+    tmp_path: Path, make_config: MakeConfig, draw_image: DrawImage
+) -> None:
     paths = _hand_made(tmp_path, draw_image)
     with pytest.raises(ValidationFailed) as caught:
         validate.run(make_config(validate={"allow_unlabeled": True}), paths)

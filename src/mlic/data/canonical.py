@@ -50,7 +50,7 @@ class LabelSet:
             "names": self.names,
             "categories": [
                 {"index": index, "name": name, "source_id": source_id}
-                for index, (name, source_id) in enumerate(zip(self.names, self.source_ids))
+                for index, (name, source_id) in enumerate(zip(self.names, self.source_ids, strict=True))
             ],
         }
 
@@ -65,7 +65,9 @@ class PreparedSplit:
         return self.image_root / record.file_name
 
 
-def split_to_coco(records: list[ImageRecord], labels: LabelSet, image_root: str, split: str, source: str) -> dict[str, Any]:
+def split_to_coco(
+    records: list[ImageRecord], labels: LabelSet, image_root: str, split: str, source: str
+) -> dict[str, Any]:
     """Build the COCO JSON of one split (one annotation per image-label, plus boxes when known)."""
     annotations: list[dict[str, Any]] = []
     for record in records:
@@ -80,9 +82,7 @@ def split_to_coco(records: list[ImageRecord], labels: LabelSet, image_root: str,
         annotation["id"] = ann_id
     return {
         "info": {"image_root": image_root, "split": split, "source": source},
-        "images": [
-            {"id": r.id, "file_name": r.file_name, "width": r.width, "height": r.height} for r in records
-        ],
+        "images": [{"id": r.id, "file_name": r.file_name, "width": r.width, "height": r.height} for r in records],
         "categories": [{"id": index, "name": name} for index, name in enumerate(labels.names)],
         "annotations": annotations,
     }

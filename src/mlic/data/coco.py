@@ -62,7 +62,10 @@ def _check_entries(payload: Any, path: Path) -> None:
                     )
             if entry["id"] in seen:
                 raise DataError(
-                    f"duplicate id {entry['id']}", file=path, field=f"{where}.id", fix=f"give every entry of '{section}' its own id"
+                    f"duplicate id {entry['id']}",
+                    file=path,
+                    field=f"{where}.id",
+                    fix=f"give every entry of '{section}' its own id",
                 )
             seen.add(entry["id"])
 
@@ -121,9 +124,19 @@ def _index(payload: dict[str, Any]) -> COCO:
 def load_coco(instances: Path, image_dir: Path, include_crowd: bool) -> tuple[list[ImageRecord], LabelSet]:
     """Records (in the file's image order, COCO image ids kept) and the label set."""
     if not instances.is_file():
-        raise DataError("COCO instances file not found", file=instances, field="data.path", fix="point data.path at instances_*.json")
+        raise DataError(
+            "COCO instances file not found",
+            file=instances,
+            field="data.path",
+            fix="point data.path at instances_*.json",
+        )
     if not image_dir.is_dir():
-        raise DataError("COCO image folder not found", file=image_dir, field="data.image_dir", fix="point data.image_dir at the images")
+        raise DataError(
+            "COCO image folder not found",
+            file=image_dir,
+            field="data.image_dir",
+            fix="point data.image_dir at the images",
+        )
     payload = read_json(instances, what="COCO instances file")
     _check_entries(payload, instances)
     _check_references(payload, instances)
@@ -177,7 +190,9 @@ def handle_unlabeled(records: list[ImageRecord], mode: str, instances: Path) -> 
             field="data.coco.unlabeled",
             fix="set data.coco.unlabeled to drop (leave them out) or keep (with validate.allow_unlabeled: true)",
         )
-    log.info("COCO %s: dropped %d image(s) without annotations (data.coco.unlabeled: drop)", instances.name, len(unlabeled))
+    log.info(
+        "COCO %s: dropped %d image(s) without annotations (data.coco.unlabeled: drop)", instances.name, len(unlabeled)
+    )
     return [record for record in records if record.labels], len(unlabeled)
 
 

@@ -106,7 +106,9 @@ def _give_every_split_every_label(
             counts[split, labels_of[item]] += 1
 
 
-def carve_val(label_sets: Sequence[Sequence[int]], num_classes: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def carve_val(
+    label_sets: Sequence[Sequence[int]], num_classes: int, fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
     """(train, val) positions: a stratified `fraction` of a published training set held out for validation.
 
     The published protocols (COCO 2014 train/val, VOC 2007 trainval/test) fix the test set only;

@@ -78,8 +78,12 @@ class Scene:
 _BLACK, _GLASS, _WOOD, _WHITE = (30, 30, 30), (170, 210, 240), (105, 70, 35), (245, 245, 245)
 
 SPRITES: dict[str, Sprite] = {
-    "white disc": Sprite((("ellipse", (0, 0, 1, 1), (236, 236, 236)), ("ring", (0.22, 0.22, 0.78, 0.78), (165, 165, 175)))),
-    "orange disc": Sprite((("ellipse", (0, 0, 1, 1), (250, 140, 20)), ("rect", (0.46, 0.04, 0.54, 0.96), (150, 75, 10)))),
+    "white disc": Sprite(
+        (("ellipse", (0, 0, 1, 1), (236, 236, 236)), ("ring", (0.22, 0.22, 0.78, 0.78), (165, 165, 175)))
+    ),
+    "orange disc": Sprite(
+        (("ellipse", (0, 0, 1, 1), (250, 140, 20)), ("rect", (0.46, 0.04, 0.54, 0.96), (150, 75, 10)))
+    ),
     "striped cone": Sprite(
         (
             ("polygon", ((0.5, 0), (0.95, 1), (0.05, 1)), (230, 60, 20)),
@@ -88,19 +92,31 @@ SPRITES: dict[str, Sprite] = {
         aspect=0.8,
     ),
     "wooden slats": Sprite(
-        tuple(("rect", box, _WOOD) for box in ((0, 0.12, 1, 0.34), (0, 0.5, 1, 0.72), (0.1, 0, 0.22, 1), (0.78, 0, 0.9, 1))),
+        tuple(
+            ("rect", box, _WOOD)
+            for box in ((0, 0.12, 1, 0.34), (0, 0.5, 1, 0.72), (0.1, 0, 0.22, 1), (0.78, 0, 0.9, 1))
+        ),
         aspect=1.5,
     ),
     "cup": Sprite((("ring", (0.5, 0.3, 0.95, 0.72), (0, 150, 150)), ("rect", (0.05, 0.12, 0.7, 1), (0, 150, 150)))),
     "fork": Sprite(
         tuple(
             ("rect", box, (200, 200, 212))
-            for box in ((0.4, 0.45, 0.6, 1), (0.08, 0.34, 0.92, 0.5), (0.08, 0, 0.26, 0.4), (0.41, 0, 0.59, 0.4), (0.74, 0, 0.92, 0.4))
+            for box in (
+                (0.4, 0.45, 0.6, 1),
+                (0.08, 0.34, 0.92, 0.5),
+                (0.08, 0, 0.26, 0.4),
+                (0.41, 0, 0.59, 0.4),
+                (0.74, 0, 0.92, 0.4),
+            )
         ),
         aspect=0.45,
     ),
     "bowl": Sprite(
-        (("polygon", ((0, 0.25), (1, 0.25), (0.8, 0.88), (0.2, 0.88)), (130, 60, 170)), ("rect", (0.33, 0.86, 0.67, 1), (130, 60, 170))),
+        (
+            ("polygon", ((0, 0.25), (1, 0.25), (0.8, 0.88), (0.2, 0.88)), (130, 60, 170)),
+            ("rect", (0.33, 0.86, 0.67, 1), (130, 60, 170)),
+        ),
         aspect=1.4,
     ),
     "car": Sprite(
@@ -164,7 +180,9 @@ SPRITES: dict[str, Sprite] = {
         ),
         aspect=1.3,
     ),
-    "tree": Sprite((("rect", (0.4, 0.55, 0.6, 1), (100, 65, 30)), ("ellipse", (0, 0, 1, 0.7), (30, 130, 40))), aspect=0.8),
+    "tree": Sprite(
+        (("rect", (0.4, 0.55, 0.6, 1), (100, 65, 30)), ("ellipse", (0, 0, 1, 0.7), (30, 130, 40))), aspect=0.8
+    ),
     "cow": Sprite(
         (
             ("rect", (0.1, 0.7, 0.2, 1), _BLACK),
@@ -180,7 +198,10 @@ SPRITES: dict[str, Sprite] = {
         (
             ("rect", (0.2, 0.65, 0.3, 1), _BLACK),
             ("rect", (0.58, 0.65, 0.68, 1), _BLACK),
-            *(("ellipse", box, (232, 228, 212)) for box in ((0, 0.2, 0.45, 0.7), (0.25, 0.1, 0.72, 0.62), (0.12, 0.35, 0.62, 0.8))),
+            *(
+                ("ellipse", box, (232, 228, 212))
+                for box in ((0, 0.2, 0.45, 0.7), (0.25, 0.1, 0.72, 0.62), (0.12, 0.35, 0.62, 0.8))
+            ),
             ("ellipse", (0.68, 0.22, 0.98, 0.56), _BLACK),
         ),
         aspect=1.3,
@@ -305,8 +326,12 @@ def _overlap(box: np.ndarray, others: list[np.ndarray]) -> float:
     if not others:
         return 0.0
     placed = np.stack(others)
-    width = np.clip(np.minimum(box[0] + box[2], placed[:, 0] + placed[:, 2]) - np.maximum(box[0], placed[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[1] + box[3], placed[:, 1] + placed[:, 3]) - np.maximum(box[1], placed[:, 1]), 0, None)
+    width = np.clip(
+        np.minimum(box[0] + box[2], placed[:, 0] + placed[:, 2]) - np.maximum(box[0], placed[:, 0]), 0, None
+    )
+    height = np.clip(
+        np.minimum(box[1] + box[3], placed[:, 1] + placed[:, 3]) - np.maximum(box[1], placed[:, 1]), 0, None
+    )
     return float((width * height).max() / (box[2] * box[3]))
 
 
@@ -354,7 +379,9 @@ def _backdrop(colour: Colour, size: int, rng: np.random.Generator) -> Image.Imag
     return coarse.resize((size, size), Image.Resampling.BILINEAR)
 
 
-def _draw_sprite(draw: ImageDraw.ImageDraw, sprite: Sprite, box: tuple[float, float, float, float], shade: float) -> None:
+def _draw_sprite(
+    draw: ImageDraw.ImageDraw, sprite: Sprite, box: tuple[float, float, float, float], shade: float
+) -> None:
     """Draw the sprite's shapes scaled into `box`; `shade` varies brightness between instances."""
     x0, y0, width, height = box
 

@@ -60,7 +60,7 @@ class VocDataset:
 def _number(element: ET.Element, path: str, xml_path: Path, field: str) -> float:
     text = element.findtext(path)
     try:
-        return float(text)  # type: ignore[arg-type]
+        return float(text)
     except (TypeError, ValueError):
         raise DataError(f"missing or not a number (got {text!r})", file=xml_path, field=field, fix=_FIX_XML) from None
 
@@ -70,7 +70,8 @@ def _box(obj: ET.Element, position: int, xml_path: Path, size: tuple[int, int]) 
     if obj.find("bndbox") is None:
         return None
     xmin, ymin, xmax, ymax = (
-        _number(obj, f"bndbox/{key}", xml_path, f"object[{position}]/bndbox/{key}") for key in ("xmin", "ymin", "xmax", "ymax")
+        _number(obj, f"bndbox/{key}", xml_path, f"object[{position}]/bndbox/{key}")
+        for key in ("xmin", "ymin", "xmax", "ymax")
     )
     box = [xmin, ymin, xmax - xmin, ymax - ymin]
     problem = box_problem(box, *size)
@@ -127,7 +128,9 @@ def read_image_sets(root: Path, image_sets: dict[str, str]) -> dict[str, list[st
     unknown = set(image_sets) - set(SPLIT_NAMES)
     if unknown:
         raise ConfigError(
-            f"unknown split(s) {sorted(unknown)}", field="data.voc.image_sets", fix=f"use keys among {list(SPLIT_NAMES)}"
+            f"unknown split(s) {sorted(unknown)}",
+            field="data.voc.image_sets",
+            fix=f"use keys among {list(SPLIT_NAMES)}",
         )
     files = {split: root / "ImageSets" / "Main" / f"{name}.txt" for split, name in image_sets.items()}
     missing = [split for split, path in files.items() if not path.is_file()]
@@ -168,12 +171,20 @@ def load_voc(root: Path, use_difficult: bool, image_sets: dict[str, str]) -> Voc
     """Parse the annotations (only those listed in ImageSets when the lists exist)."""
     for folder in (root, root / "Annotations", root / "JPEGImages"):
         if not folder.is_dir():
-            raise DataError("folder not found", file=folder, field="data.path", fix="point data.path at a VOC root (Annotations/, JPEGImages/)")
+            raise DataError(
+                "folder not found",
+                file=folder,
+                field="data.path",
+                fix="point data.path at a VOC root (Annotations/, JPEGImages/)",
+            )
     listed = read_image_sets(root, image_sets)
     parsed = [parse_annotation(path, use_difficult) for path in _annotation_files(root, listed)]
     kept = [annotation for annotation in parsed if annotation.objects]
     if len(kept) < len(parsed):
-        log.info("VOC: left out %d image(s) whose objects are all difficult (data.voc.use_difficult)", len(parsed) - len(kept))
+        log.info(
+            "VOC: left out %d image(s) whose objects are all difficult (data.voc.use_difficult)",
+            len(parsed) - len(kept),
+        )
     names = sorted({obj.name for annotation in kept for obj in annotation.objects})
     index_of = {name: index for index, name in enumerate(names)}
     records = [
@@ -190,7 +201,17 @@ def load_voc(root: Path, use_difficult: bool, image_sets: dict[str, str]) -> Voc
     position_of = {annotation.stem: position for position, annotation in enumerate(kept)}
     predefined = None
     if listed is not None:
-        predefined = {split: [position_of[stem] for stem in stems if stem in position_of] for split, stems in listed.items()}
+        predefined = {
+            split: [position_of[stem] for stem in stems if stem in position_of] for split, stems in listed.items()
+        }
         predefined.update({split: [] for split in SPLIT_NAMES if split not in predefined})
-    log.info("VOC %s: %d images, %d labels, splits from %s", root, len(records), len(names), "ImageSets" if listed else "random")
-    return VocDataset(records, LabelSet(names=names, source_ids=list(names)), (root / "JPEGImages").resolve(), predefined)
+    log.info(
+        "VOC %s: %d images, %d labels, splits from %s",
+        root,
+        len(records),
+        len(names),
+        "ImageSets" if listed else "random",
+    )
+    return VocDataset(
+        records, LabelSet(names=names, source_ids=list(names)), (root / "JPEGImages").resolve(), predefined
+    )

@@ -75,8 +75,12 @@ def _precision_recall_scores(predicted: np.ndarray, targets: np.ndarray) -> dict
     op = float(true_pos.sum() / predicted_pos.sum()) if predicted_pos.sum() > 0 else 0.0
     orec = float(true_pos.sum() / actual_pos.sum()) if actual_pos.sum() > 0 else 0.0
     return {
-        "CP": cp * 100, "CR": cr * 100, "CF1": _f1(cp, cr) * 100,
-        "OP": op * 100, "OR": orec * 100, "OF1": _f1(op, orec) * 100,
+        "CP": cp * 100,
+        "CR": cr * 100,
+        "CF1": _f1(cp, cr) * 100,
+        "OP": op * 100,
+        "OR": orec * 100,
+        "OF1": _f1(op, orec) * 100,
     }
 
 

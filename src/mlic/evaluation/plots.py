@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from mlic.io import atomic_path  # noqa: E402
+from mlic.io import atomic_path
 
 
 def _save(figure: plt.Figure, target: Path) -> Path:
@@ -71,7 +71,9 @@ def per_class_ap(label_names: list[str], ap_by_arch: dict[str, np.ndarray], targ
     return _save(figure, target)
 
 
-def precision_recall(label_names: list[str], probabilities: np.ndarray, targets: np.ndarray, arch: str, target: Path) -> Path:
+def precision_recall(
+    label_names: list[str], probabilities: np.ndarray, targets: np.ndarray, arch: str, target: Path
+) -> Path:
     """Micro-averaged precision-recall curve of the chosen model."""
     scores = probabilities.ravel()
     hits = (targets.ravel() > 0).astype(np.float64)

@@ -42,7 +42,12 @@ def minilm_embeddings(label_names: list[str]) -> np.ndarray:
 def file_embeddings(label_names: list[str], path: Path) -> np.ndarray:
     """Average the word vectors of each label's words from a `word v1 v2 ...` text file."""
     if not path.is_file():
-        raise GraphError("embeddings file not found", file=path, field="graph.embeddings.path", fix="point it at a GloVe-style text file")
+        raise GraphError(
+            "embeddings file not found",
+            file=path,
+            field="graph.embeddings.path",
+            fix="point it at a GloVe-style text file",
+        )
     wanted = {word for name in label_names for word in _phrase(name).lower().split()}
     vectors: dict[str, np.ndarray] = {}
     dim: int | None = None

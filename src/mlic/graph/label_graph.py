@@ -50,17 +50,16 @@ class LabelGraph:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez_compressed(
-                    handle,
-                    label_names=np.array(self.label_names, dtype=object).astype(str),
-                    cooccurrence_counts=self.cooccurrence_counts.astype(np.int64),
-                    label_counts=self.label_counts.astype(np.int64),
-                    adjacency=self.adjacency.astype(np.float32),
-                    label_embeddings=self.label_embeddings.astype(np.float32),
-                    num_images=np.array(self.num_images, dtype=np.int64),
-                )
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                label_names=np.array(self.label_names, dtype=object).astype(str),
+                cooccurrence_counts=self.cooccurrence_counts.astype(np.int64),
+                label_counts=self.label_counts.astype(np.int64),
+                adjacency=self.adjacency.astype(np.float32),
+                label_embeddings=self.label_embeddings.astype(np.float32),
+                num_images=np.array(self.num_images, dtype=np.int64),
+            )
         return path
 
     @classmethod

@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
 
-from mlic.graph.cooccurrence import conditional_probabilities  # noqa: E402
-from mlic.io import atomic_path  # noqa: E402
+from mlic.graph.cooccurrence import conditional_probabilities
+from mlic.io import atomic_path
 
 
 def draw_label_graph(label_names: list[str], counts: np.ndarray, threshold: float, target: Path) -> Path:
@@ -22,7 +22,7 @@ def draw_label_graph(label_names: list[str], counts: np.ndarray, threshold: floa
     label_counts = np.diag(counts)
     for index, name in enumerate(label_names):
         graph.add_node(name, count=int(label_counts[index]))
-    for i, j in zip(*np.nonzero(probabilities >= threshold)):
+    for i, j in zip(*np.nonzero(probabilities >= threshold), strict=True):
         graph.add_edge(label_names[i], label_names[j], weight=float(probabilities[i, j]))
     figure, axes = plt.subplots(figsize=(10, 8))
     layout = nx.spring_layout(graph, seed=0, k=1.2 / max(1, len(label_names)) ** 0.5)

@@ -11,7 +11,7 @@ No `from __future__ import annotations` here: kfp reads these annotations as rea
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 from kfp import compiler, dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
@@ -93,7 +93,7 @@ def train(
 def evaluate(
     params: str,
     prepared: Input[Dataset],
-    models: Input[List[Model]],
+    models: Input[list[Model]],
     metrics: Output[Metrics],
     table: Output[Markdown],
     evaluation: Output[Artifact],

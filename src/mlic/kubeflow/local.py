@@ -71,7 +71,9 @@ def run_local(params_json: str, arguments: dict[str, str], output_dir: Path) -> 
         # Expected here: our image is a Python image (kfp.local guesses from its name), and resource
         # requests are for the cluster (the module docstring says so).
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*have no effect in the current local runner.*", category=UserWarning
+        )
         try:
             task = pipeline(params=params_json, **arguments)
         except RuntimeError as exc:

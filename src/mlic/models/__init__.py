@@ -4,7 +4,7 @@ Importing the package registers every built-in architecture (each module's `@reg
 runs on import, as timm's do); a new model is a module here and a line below.
 """
 
-from mlic.models import baseline, cmasge, controls, mgsgn, mlgcn, msrn, sgfn  # noqa: F401  (registration)
+from mlic.models import baseline, cmasge, controls, mgsgn, mlgcn, msrn, sgfn  # noqa: F401 - imported for their @register_model
 from mlic.models.registry import (
     build_from_spec,
     create_model,

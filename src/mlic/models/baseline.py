@@ -14,7 +14,12 @@ from mlic.models.registry import ModelInputs, register_model
 
 class Baseline(nn.Module):
     def __init__(
-        self, num_classes: int, backbone: str, pretrained_path: str | None, dropout: float, feature_stride: FeatureStride
+        self,
+        num_classes: int,
+        backbone: str,
+        pretrained_path: str | None,
+        dropout: float,
+        feature_stride: FeatureStride,
     ) -> None:
         super().__init__()
         self.backbone = Backbone.deepest(backbone, pretrained_path, feature_stride)

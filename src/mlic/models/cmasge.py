@@ -88,9 +88,19 @@ class CrossModalityTransformation(nn.Sequential):
 
 class CMASGE(nn.Module):
     def __init__(
-        self, graph: LabelGraph, backbone: str, pretrained_path: str | None, *, semantic_dim: int, asge_hidden: int,
-        asge_weight: float, attention_smoothing: float, feature_stride: FeatureStride, scales: CmaScales,
-        label_graph: LabelGraphInput, queries: QuerySource,
+        self,
+        graph: LabelGraph,
+        backbone: str,
+        pretrained_path: str | None,
+        *,
+        semantic_dim: int,
+        asge_hidden: int,
+        asge_weight: float,
+        attention_smoothing: float,
+        feature_stride: FeatureStride,
+        scales: CmaScales,
+        label_graph: LabelGraphInput,
+        queries: QuerySource,
     ) -> None:
         super().__init__()
         if scales == 1:
@@ -99,7 +109,9 @@ class CMASGE(nn.Module):
             self.backbone = Backbone(backbone, strides=STAGES_2_TO_4[-scales:], pretrained_path=pretrained_path)
         register_graph_buffers(self, graph, label_graph)
         self.asge = (
-            AdjacencySimilarityEmbedding(graph.embedding_dim, asge_hidden, semantic_dim) if queries == "semantic" else None
+            AdjacencySimilarityEmbedding(graph.embedding_dim, asge_hidden, semantic_dim)
+            if queries == "semantic"
+            else None
         )
         self.learned_queries = LearnedQueries(graph.num_classes, semantic_dim) if queries == "learned" else None
         self.cmt = nn.ModuleList(CrossModalityTransformation(c, semantic_dim) for c in self.backbone.channels)
@@ -117,7 +129,7 @@ class CMASGE(nn.Module):
         label_embeddings = self.label_queries()
         scale_logits = [
             classify(self.cma(label_embeddings, transform(features), values=features))
-            for transform, classify, features in zip(self.cmt, self.attention_classifiers, feature_maps)
+            for transform, classify, features in zip(self.cmt, self.attention_classifiers, feature_maps, strict=True)
         ]
         return self.fuse([self.fuse_scales(scale_logits), self.global_head(feature_maps[-1])])
 

@@ -34,7 +34,13 @@ from mlic.models.registry import ModelInputs, register_model
 
 class MultiScaleBaseline(nn.Module):
     def __init__(
-        self, num_classes: int, backbone: str, pretrained_path: str | None, *, dim: int, projection: Projection,
+        self,
+        num_classes: int,
+        backbone: str,
+        pretrained_path: str | None,
+        *,
+        dim: int,
+        projection: Projection,
         layer_fusion: BranchFusion,
     ) -> None:
         super().__init__()
@@ -45,13 +51,20 @@ class MultiScaleBaseline(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         projected = self.project(self.backbone(images))
-        return self.fuse([head(feature_map) for head, feature_map in zip(self.heads, projected)])
+        return self.fuse([head(feature_map) for head, feature_map in zip(self.heads, projected, strict=True)])
 
 
 class MultiScaleSharedQuery(nn.Module):
     def __init__(
-        self, num_classes: int, backbone: str, pretrained_path: str | None, *, dim: int, projection: Projection,
-        layer_fusion: BranchFusion, attention: Similarity,
+        self,
+        num_classes: int,
+        backbone: str,
+        pretrained_path: str | None,
+        *,
+        dim: int,
+        projection: Projection,
+        layer_fusion: BranchFusion,
+        attention: Similarity,
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)

@@ -55,7 +55,7 @@ class CrossScaleReconstruction(nn.Module):
         size = feature_maps[self.resolution_index].shape[-2:]
         if deepest.shape[-2:] != size:
             deepest = F.interpolate(deepest, size=size, mode="bilinear", align_corners=False)
-        rebuilt = [deepest] + [attend(deepest, context) for attend, context in zip(self.attend, shallow)]
+        rebuilt = [deepest] + [attend(deepest, context) for attend, context in zip(self.attend, shallow, strict=True)]
         if self.fuse is None:
             return torch.stack(rebuilt).sum(dim=0)
         return self.fuse(torch.cat(rebuilt, dim=1))
@@ -141,7 +141,11 @@ class MGSGN(nn.Module):
         register_graph_buffers(self, graph, label_graph)
         self.project = MultiScaleProjection(self.backbone.channels, feature_dim)
         self.reconstruct = CrossScaleReconstruction(
-            feature_dim, len(self.backbone.channels) - 1, attention_dim, attention_heads, map_fusion,
+            feature_dim,
+            len(self.backbone.channels) - 1,
+            attention_dim,
+            attention_heads,
+            map_fusion,
             resolution_index=STAGES_2_TO_4.index(reconstruction_stride),
         )
         self.channel_attention = ChannelDualBranchAttention(feature_dim, channel_reduction)

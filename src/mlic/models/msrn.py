@@ -43,7 +43,9 @@ class LabelSemantics(nn.Module):
     """Word embeddings → C label queries (local: GAT over the label graph) and K group queries
     (global: DiffPool of the label queries), with the label-to-group assignment `[C, K]`."""
 
-    def __init__(self, embedding_dim: int, word_dim: int, hidden_dim: int, dim: int, heads: int, num_groups: int) -> None:
+    def __init__(
+        self, embedding_dim: int, word_dim: int, hidden_dim: int, dim: int, heads: int, num_groups: int
+    ) -> None:
         super().__init__()
         self.words = nn.Linear(embedding_dim, word_dim)
         self.local = GATStack([word_dim, hidden_dim, dim], heads, residual=True, activate_last=True)
@@ -83,21 +85,26 @@ class MSRN(nn.Module):
         register_graph_buffers(self, graph, label_graph)
         self.semantics = (
             LabelSemantics(graph.embedding_dim, word_dim, gat_hidden, semantic_dim, gat_heads, num_groups)
-            if queries == "semantic" else None
+            if queries == "semantic"
+            else None
         )
         self.learned_queries = (
             LearnedQueries(num_classes, semantic_dim, num_groups, assignment=head == "per_label")
-            if queries == "learned" else None
+            if queries == "learned"
+            else None
         )
         self.project = MultiScaleProjection(self.backbone.channels, semantic_dim, projection)
         self.attend = LabelGuidedAttention(attention)
         width = len(self.backbone.channels) * semantic_dim
         self.head: nn.Module = (
             nn.Sequential(
-                nn.Flatten(), nn.Linear(width * (num_classes + num_groups), mlp_hidden), nn.LeakyReLU(0.01),
+                nn.Flatten(),
+                nn.Linear(width * (num_classes + num_groups), mlp_hidden),
+                nn.LeakyReLU(0.01),
                 nn.Linear(mlp_hidden, num_classes),
             )
-            if head == "mlp" else PerLabelClassifier(num_classes, 2 * width)
+            if head == "mlp"
+            else PerLabelClassifier(num_classes, 2 * width)
         )
         self.num_classes = num_classes
         self.group_loss_weight = group_loss_weight
@@ -133,5 +140,6 @@ def msrn(*, inputs: ModelInputs, knobs: MsrnKnobs) -> nn.Module:
     """Every default is the reference code's: 300-d word vectors through a 256-d linear layer,
     single-head GAT layers 256 → 300 → 512, K = ⌈0.2·C⌉ groups, group loss 1e-4, per-channel
     attention on a plain projection, and the tanh → 2048 → C MLP head. On COCO (80 labels, 16
-    groups) that MLP's first layer holds 302 M weights (82 M on the demo's 21 labels): `head: per_label` is the light one."""
+    groups) that MLP's first layer holds 302 M weights (82 M on the demo's 21 labels): `head: per_label`
+    is the light one."""
     return MSRN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())

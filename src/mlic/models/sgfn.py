@@ -53,7 +53,12 @@ class LocalGlobalSemantics(nn.Module):
     assignment when the groups are queries of their own."""
 
     def __init__(
-        self, embedding_dim: int, hidden_dim: int, dim: int, reading: GlobalSemantics, combine: SemanticCombine,
+        self,
+        embedding_dim: int,
+        hidden_dim: int,
+        dim: int,
+        reading: GlobalSemantics,
+        combine: SemanticCombine,
         num_groups: int,
     ) -> None:
         super().__init__()
@@ -103,11 +108,13 @@ class SGFN(nn.Module):
         self.feature_aggregation = CrossAttention2d(channels, channels, channels // fam_reduction, fam_heads)
         self.semantics = (
             LocalGlobalSemantics(graph.embedding_dim, gcn_hidden, semantic_dim, global_semantics, combine, num_groups)
-            if queries == "semantic" else None
+            if queries == "semantic"
+            else None
         )
         self.learned_queries = (
             LearnedQueries(graph.num_classes, semantic_dim, num_groups if grouped else 0, assignment=grouped)
-            if queries == "learned" else None
+            if queries == "learned"
+            else None
         )
         self.layers_head = MultiLayerSemanticHead(
             self.backbone.channels, semantic_dim, graph.num_classes, layer_fusion, attention, grouped=grouped

@@ -78,7 +78,7 @@ class MlicHandler(BaseHandler):
             except DataError as error:
                 logger.warning("rejected %s: %s", name, error.message)
                 answers[index] = self._reply(index, BAD_INPUT_STATUS, bad_input_body(error))
-            except Exception as error:  # noqa: BLE001 - a bug in reading one request fails that request only
+            except Exception as error:  # a bug in reading one request fails that request only
                 answers[index] = self._fail(index, INTERNAL_ERROR_STATUS, error)
             else:
                 requests[index] = request

@@ -217,7 +217,7 @@ class ServedModel:
             return {}
         try:
             batch = self.probabilities(torch.stack(list(inputs.values())))
-        except Exception as exc:  # noqa: BLE001 - any failure of the batch is retried image by image
+        except Exception as exc:  # any failure of the batch is retried image by image
             if len(inputs) == 1:
                 return dict.fromkeys(inputs, exc)
             logger.warning(
@@ -229,7 +229,7 @@ class ServedModel:
     def _score_alone(self, image: Tensor) -> Tensor | Exception:
         try:
             return self.probabilities(image.unsqueeze(0))[0]
-        except Exception as exc:  # noqa: BLE001 - returned, so the caller answers this request alone
+        except Exception as exc:  # returned, so the caller answers this request alone
             return exc
 
     def answer(self, probabilities: Tensor, all_scores: bool) -> dict[str, Any]:

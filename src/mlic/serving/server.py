@@ -98,7 +98,7 @@ class Endpoint:
 
     @classmethod
     def from_json(cls, payload: dict[str, object]) -> Endpoint:
-        return cls(**{**payload, "state_dir": Path(str(payload["state_dir"]))})  # type: ignore[arg-type]
+        return cls(**{**payload, "state_dir": Path(str(payload["state_dir"]))})
 
 
 def _state_file(paths: Paths) -> Path:

@@ -64,7 +64,9 @@ def table_columns(per_arch: dict[str, dict[str, float]]) -> list[str]:
     The top-k columns are those of the k the metrics were computed with (`evaluate.top_k`), read
     from their keys, so a table printed later from evaluation.json (the demo) shows that run's k.
     """
-    ks = sorted({int(match[1]) for metrics in per_arch.values() for key in metrics if (match := _TOP_K_KEY.fullmatch(key))})
+    ks = sorted(
+        {int(match[1]) for metrics in per_arch.values() for key in metrics if (match := _TOP_K_KEY.fullmatch(key))}
+    )
     top = [f"{name}_top{k}" for k in ks for name in ("CF1", "OF1")]
     return [VAL_MAP, "mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", *top]
 
@@ -107,7 +109,9 @@ class EvaluateResult:
 
 def split_dataset(paths: Paths, split: str, num_classes: int, image_size: int, config: Config) -> MultiLabelDataset:
     """A split's images exactly as evaluation sees them (eval transform, pixel cap)."""
-    return MultiLabelDataset(paths.split_file(split), num_classes, eval_transform(image_size), config.data.max_image_pixels)
+    return MultiLabelDataset(
+        paths.split_file(split), num_classes, eval_transform(image_size), config.data.max_image_pixels
+    )
 
 
 def _predict_split(
@@ -125,8 +129,14 @@ ATTENTION_IMAGES = 8
 
 
 def draw_label_attention(
-    model: torch.nn.Module, arch: str, dataset: MultiLabelDataset, probabilities: np.ndarray, targets: np.ndarray,
-    label_names: list[str], device: torch.device, target: Path,
+    model: torch.nn.Module,
+    arch: str,
+    dataset: MultiLabelDataset,
+    probabilities: np.ndarray,
+    targets: np.ndarray,
+    label_names: list[str],
+    device: torch.device,
+    target: Path,
 ) -> Path | None:
     """The attention picture of a model with label-guided attention (None for the others): the
     labels' maps on the first test images, at the finest map the model attends over."""
@@ -156,12 +166,23 @@ def evaluate_arch(arch: str, config: Config, paths: Paths, label_names: list[str
     if spec["label_names"] != label_names:
         raise DataError(
             "the model was trained on other labels than the prepared data",
-            file=model_dir / "config.json", field="label_names", fix=f"re-run `mlic train --arch {arch}`",
+            file=model_dir / "config.json",
+            field="label_names",
+            fix=f"re-run `mlic train --arch {arch}`",
         )
-    test_split, val_split = (split_dataset(paths, s, len(label_names), spec["image_size"], config) for s in ("test", "val"))
+    test_split, val_split = (
+        split_dataset(paths, s, len(label_names), spec["image_size"], config) for s in ("test", "val")
+    )
     test_probs, test_targets = _predict_split(model, arch, test_split, config, device)
     draw_label_attention(
-        model, arch, test_split, test_probs, test_targets, label_names, device, paths.plots_dir / f"attention_{arch}.png"
+        model,
+        arch,
+        test_split,
+        test_probs,
+        test_targets,
+        label_names,
+        device,
+        paths.plots_dir / f"attention_{arch}.png",
     )
     # one val prediction serves both uses: its mAP chooses the model, its scores tune the thresholds
     val_probs, val_targets = _predict_split(model, arch, val_split, config, device)
@@ -178,20 +199,30 @@ def evaluate_arch(arch: str, config: Config, paths: Paths, label_names: list[str
     return ArchEvaluation(metrics, report.per_class_ap, thresholds, test_probs, test_targets)
 
 
-def _write_per_class(target: Path, label_names: list[str], positives: np.ndarray, results: dict[str, ArchEvaluation]) -> None:
+def _write_per_class(
+    target: Path, label_names: list[str], positives: np.ndarray, results: dict[str, ArchEvaluation]
+) -> None:
     with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["label", "test_positives", *[f"AP_{arch}" for arch in results], *[f"threshold_{arch}" for arch in results]])
+        writer.writerow(
+            ["label", "test_positives", *[f"AP_{arch}" for arch in results], *[f"threshold_{arch}" for arch in results]]
+        )
         for index, name in enumerate(label_names):
-            aps = [f"{r.per_class_ap[index]:.2f}" if np.isfinite(r.per_class_ap[index]) else "" for r in results.values()]
-            writer.writerow([name, int(positives[index]), *aps, *[f"{r.thresholds[index]:.4f}" for r in results.values()]])
+            aps = [
+                f"{r.per_class_ap[index]:.2f}" if np.isfinite(r.per_class_ap[index]) else "" for r in results.values()
+            ]
+            writer.writerow(
+                [name, int(positives[index]), *aps, *[f"{r.thresholds[index]:.4f}" for r in results.values()]]
+            )
 
 
 def _histories(archs: list[str], paths: Paths) -> dict[str, list[dict[str, float]]]:
     """Each model's per-epoch history, as `mlic train` saved it beside the weights (a model saved
     by other means has none and is left out of the curves)."""
     summaries = {arch: paths.model_dir(arch) / "training.json" for arch in archs}
-    return {arch: read_json(path, what="training summary")["history"] for arch, path in summaries.items() if path.is_file()}
+    return {
+        arch: read_json(path, what="training summary")["history"] for arch, path in summaries.items() if path.is_file()
+    }
 
 
 def run(config: Config, paths: Paths) -> EvaluateResult:
@@ -204,25 +235,44 @@ def run(config: Config, paths: Paths) -> EvaluateResult:
     write_json(paths.evaluation_metrics, per_arch)
     _write_per_class(paths.per_class_metrics, label_names, best.test_targets.sum(axis=0), results)
     plots.map_by_arch(per_arch, config.evaluate.min_map, paths.plots_dir / "map_by_arch.png")
-    plots.per_class_ap(label_names, {a: r.per_class_ap for a, r in results.items()}, paths.plots_dir / "per_class_ap.png")
-    plots.precision_recall(label_names, best.test_probabilities, best.test_targets, decision.best_arch, paths.plots_dir / "precision_recall.png")
+    plots.per_class_ap(
+        label_names, {a: r.per_class_ap for a, r in results.items()}, paths.plots_dir / "per_class_ap.png"
+    )
+    plots.precision_recall(
+        label_names,
+        best.test_probabilities,
+        best.test_targets,
+        decision.best_arch,
+        paths.plots_dir / "precision_recall.png",
+    )
     plots.training_curves(_histories(config.architectures, paths), paths.plots_dir / "training_curves.png")
 
     paths.best_file.unlink(missing_ok=True)
     if decision.passed:
-        write_json(paths.best_file, {
-            "arch": decision.best_arch,
-            "model_dir": str(paths.model_dir(decision.best_arch).relative_to(paths.root)),
-            "label_names": label_names,
-            "thresholds": [round(float(t), 6) for t in best.thresholds],
-            "metrics": per_arch[decision.best_arch],
-        })
+        write_json(
+            paths.best_file,
+            {
+                "arch": decision.best_arch,
+                "model_dir": str(paths.model_dir(decision.best_arch).relative_to(paths.root)),
+                "label_names": label_names,
+                "thresholds": [round(float(t), 6) for t in best.thresholds],
+                "metrics": per_arch[decision.best_arch],
+            },
+        )
     else:
         log.error(
             "gate failed: %s, chosen by %s mAP, has test mAP %.2f < %.2f",
-            decision.best_arch, decision.chosen_by, decision.test_map, config.evaluate.min_map,
+            decision.best_arch,
+            decision.chosen_by,
+            decision.test_map,
+            config.evaluate.min_map,
         )
     return EvaluateResult(
-        per_arch, decision.best_arch, decision.chosen_by, decision.chosen_map, decision.test_map,
-        config.evaluate.min_map, decision.passed,
+        per_arch,
+        decision.best_arch,
+        decision.chosen_by,
+        decision.chosen_map,
+        decision.test_map,
+        config.evaluate.min_map,
+        decision.passed,
     )

@@ -18,7 +18,12 @@ STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "graph": ("graph",),
     "train": ("train", "models.{arch}", "data.max_image_pixels"),
     "evaluate": (
-        "architectures", "evaluate", "train.batch_size", "train.num_workers", "train.device", "train.amp",
+        "architectures",
+        "evaluate",
+        "train.batch_size",
+        "train.num_workers",
+        "train.device",
+        "train.amp",
         "data.max_image_pixels",
     ),
     "package": ("package", "data.max_image_pixels"),

@@ -130,11 +130,11 @@ def _inspect_all(paths: list[Path], max_pixels: int) -> list[tuple[str | None, i
 def _same_content_elsewhere(images: pd.DataFrame) -> list[str | None]:
     """For each image, the files in *other* splits with identical pixels (None when there are none)."""
     where: dict[str, list[tuple[str, str]]] = {}
-    for split, file, digest in zip(images["split"], images["file"], images["content_hash"]):
+    for split, file, digest in zip(images["split"], images["file"], images["content_hash"], strict=True):
         if isinstance(digest, str):  # undecodable images have no hash (NaN in the frame)
             where.setdefault(digest, []).append((split, file))
     found = []
-    for split, digest in zip(images["split"], images["content_hash"]):
+    for split, digest in zip(images["split"], images["content_hash"], strict=True):
         others = [f"{other_split}:{file}" for other_split, file in where.get(digest, []) if other_split != split]
         found.append(", ".join(others) if others else None)
     return found
@@ -171,14 +171,23 @@ def build_tables(
                 }
             )
             annotation_rows.extend(
-                {"split": split, "image_id": record.id, "file": _shown(split_files[split]), "item": f"image {record.id}", "label": label}
+                {
+                    "split": split,
+                    "image_id": record.id,
+                    "file": _shown(split_files[split]),
+                    "item": f"image {record.id}",
+                    "label": label,
+                }
                 for label in record.labels
             )
     inspected = pd.DataFrame(
         _inspect_all(image_paths, max_pixels), columns=["decode_error", "real_width", "real_height", "content_hash"]
     ).astype({"decode_error": "object", "real_width": "float64", "real_height": "float64", "content_hash": "object"})
     images = pd.concat(
-        [pd.DataFrame(image_rows, columns=["split", "image_id", "file", "item", "width", "height", "num_labels"]), inspected],
+        [
+            pd.DataFrame(image_rows, columns=["split", "image_id", "file", "item", "width", "height", "num_labels"]),
+            inspected,
+        ],
         axis=1,
     )
     images["same_content_in"] = pd.Series(_same_content_elsewhere(images), dtype="object")
@@ -216,10 +225,16 @@ def expectations(config: Config, num_labels: int) -> dict[str, list[Any]]:
         gxe.ExpectColumnValuesToBeBetween(column="width", min_value=1, description="width is positive"),
         gxe.ExpectColumnValuesToBeBetween(column="height", min_value=1, description="height is positive"),
         gxe.ExpectColumnPairValuesToBeEqual(
-            column_A="width", column_B="real_width", ignore_row_if="either_value_is_missing", description="width equals the file's"
+            column_A="width",
+            column_B="real_width",
+            ignore_row_if="either_value_is_missing",
+            description="width equals the file's",
         ),
         gxe.ExpectColumnPairValuesToBeEqual(
-            column_A="height", column_B="real_height", ignore_row_if="either_value_is_missing", description="height equals the file's"
+            column_A="height",
+            column_B="real_height",
+            ignore_row_if="either_value_is_missing",
+            description="height equals the file's",
         ),
         gxe.ExpectColumnValuesToBeNull(column="same_content_in", description="no identical image in another split"),
     ]
@@ -231,7 +246,9 @@ def expectations(config: Config, num_labels: int) -> dict[str, list[Any]]:
         )
     annotations = [
         gxe.ExpectColumnValuesToBeInSet(
-            column="label", value_set=list(range(num_labels)), description=f"label is one of the {num_labels} categories"
+            column="label",
+            value_set=list(range(num_labels)),
+            description=f"label is one of the {num_labels} categories",
         )
     ]
     labels = [
@@ -299,7 +316,9 @@ def failures_of(results: list[Any]) -> list[Failure]:
             for row in rows:
                 values = [row.get(column) for column in columns]
                 value = str(values[0]) if len(values) == 1 else " vs ".join(map(str, values))
-                found.append(Failure(row["file"], f"{row['item']}: {' / '.join(columns)}", value, expectation.description))
+                found.append(
+                    Failure(row["file"], f"{row['item']}: {' / '.join(columns)}", value, expectation.description)
+                )
     return found
 
 
@@ -307,7 +326,10 @@ def failure_table(failures: list[Failure], report: Path) -> str:
     rows = [Failure("file", "field", "value", "rule")] + failures[:MAX_FAILURE_ROWS]
     cells = [[row.file, row.field, _clip(row.value), row.rule] for row in rows]  # values can be long error texts
     widths = [max(len(line[column]) for line in cells) for column in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line[:3], widths)) + "  " + line[3] for line in cells]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:3], widths, strict=True)) + "  " + line[3]
+        for line in cells
+    ]
     if len(failures) > MAX_FAILURE_ROWS:
         lines.append(f"… and {len(failures) - MAX_FAILURE_ROWS} more in the report")
     return f"{len(failures)} problem(s) in the prepared data:\n" + "\n".join(lines) + f"\nreport: {report}"

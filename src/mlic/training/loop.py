@@ -74,12 +74,15 @@ def select_device(choice: str, context: distributed.DistributedContext) -> torch
     warning when a GPU is there but unusable (a driver older than the wheel's CUDA, say), so a
     GPU node never trains on its CPU in silence."""
     if choice == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("CUDA was asked for but no GPU is visible", field="train.device", fix="set train.device: auto or cpu")
+        raise TrainingError(
+            "CUDA was asked for but no GPU is visible", field="train.device", fix="set train.device: auto or cpu"
+        )
     if choice == "auto" and not torch.cuda.is_available() and any(node.exists() for node in NVIDIA_DEVICE_NODES):
         log.warning(
             "an NVIDIA GPU is present but torch cannot use it (this torch is built for CUDA %s; an older driver, "
             "or a container without the GPU runtime, does this): training on the CPU. Set train.device: cuda to "
-            "make this an error", torch.version.cuda,
+            "make this an error",
+            torch.version.cuda,
         )
     if choice == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
@@ -165,8 +168,12 @@ class Trainer:
         self.graph, self.num_classes = self._label_graph()
         self.knobs = config.model_knobs(arch)
         self.model = create_model(
-            arch, self.num_classes, self.graph, backbone=self.settings.backbone,
-            pretrained_path=self.settings.pretrained_path, knobs=self.knobs,
+            arch,
+            self.num_classes,
+            self.graph,
+            backbone=self.settings.backbone,
+            pretrained_path=self.settings.pretrained_path,
+            knobs=self.knobs,
         ).to(self.device)
         self.train_set, self.val_set = self._datasets()
         self.loader_generator = torch.Generator()
@@ -211,14 +218,18 @@ class Trainer:
     def _datasets(self) -> tuple[MultiLabelDataset, MultiLabelDataset]:
         max_pixels = self.config.data.max_image_pixels
         train_set = MultiLabelDataset(
-            self.paths.split_file("train"), self.num_classes,
-            train_transform(self.settings.image_size, self.settings.augment), max_pixels,
+            self.paths.split_file("train"),
+            self.num_classes,
+            train_transform(self.settings.image_size, self.settings.augment),
+            max_pixels,
         )
         val_set = MultiLabelDataset(
             self.paths.split_file("val"), self.num_classes, eval_transform(self.settings.image_size), max_pixels
         )
         if len(train_set) == 0:
-            raise TrainingError("the training split is empty", file=self.paths.split_file("train"), fix="check data.split")
+            raise TrainingError(
+                "the training split is empty", file=self.paths.split_file("train"), fix="check data.split"
+            )
         return train_set, val_set
 
     def _loaders(self) -> tuple[DataLoader, DataLoader]:
@@ -231,12 +242,20 @@ class Trainer:
         )
         pin = self.device.type == "cuda"
         train_loader = DataLoader(
-            self.train_set, batch_size=self.settings.batch_size, sampler=sampler,
-            num_workers=self.settings.num_workers, drop_last=len(self.train_set) > self.settings.batch_size,
-            pin_memory=pin, generator=self.loader_generator, persistent_workers=self.settings.num_workers > 0,
+            self.train_set,
+            batch_size=self.settings.batch_size,
+            sampler=sampler,
+            num_workers=self.settings.num_workers,
+            drop_last=len(self.train_set) > self.settings.batch_size,
+            pin_memory=pin,
+            generator=self.loader_generator,
+            persistent_workers=self.settings.num_workers > 0,
         )
         val_loader = DataLoader(
-            self.val_set, batch_size=self.settings.batch_size, num_workers=self.settings.num_workers, pin_memory=pin,
+            self.val_set,
+            batch_size=self.settings.batch_size,
+            num_workers=self.settings.num_workers,
+            pin_memory=pin,
             sampler=DistributedSampler(self.val_set, shuffle=False) if self.context.enabled else None,
         )
         return train_loader, val_loader
@@ -257,8 +276,11 @@ class Trainer:
         total, batches = 0.0, 0
         # A context manager closes the bar on the early break below too, not whenever it is collected.
         with tqdm(
-            self.train_loader, total=self.steps_per_epoch, desc=f"{self.arch} epoch {epoch + 1}/{self.settings.epochs}",
-            disable=not self.context.is_main, leave=False,
+            self.train_loader,
+            total=self.steps_per_epoch,
+            desc=f"{self.arch} epoch {epoch + 1}/{self.settings.epochs}",
+            disable=not self.context.is_main,
+            leave=False,
         ) as progress:
             for step, (images, targets) in enumerate(progress):
                 if step >= self.steps_per_epoch:
@@ -317,7 +339,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        log.info("%s: resuming after epoch %d from %s", self.arch, state["epoch"], self.paths.checkpoint_file(self.arch))
+        log.info(
+            "%s: resuming after epoch %d from %s", self.arch, state["epoch"], self.paths.checkpoint_file(self.arch)
+        )
         return int(state["epoch"]), list(state["history"])
 
     # -- the run --------------------------------------------------------------------------
@@ -337,7 +361,14 @@ class Trainer:
                 val_map = self._validate()
                 history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_mAP": val_map, "seconds": seconds})
                 if self.context.is_main:
-                    log.info("%s epoch %d: loss %.4f, val mAP %.2f (%.1f s)", self.arch, epoch + 1, train_loss, val_map, seconds)
+                    log.info(
+                        "%s epoch %d: loss %.4f, val mAP %.2f (%.1f s)",
+                        self.arch,
+                        epoch + 1,
+                        train_loss,
+                        val_map,
+                        seconds,
+                    )
                     save_checkpoint(self.paths.checkpoint_file(self.arch), self._state(epoch + 1, history))
                     if live is not None:
                         log_epoch(live, history[-1])
@@ -393,11 +424,20 @@ class Trainer:
         spec = model_spec(self.arch, self.graph, self.settings.backbone, self.settings.image_size, self.knobs)
         with atomic_dir(self.paths.model_dir(self.arch)) as staging:
             save_model(staging, self.model, spec)
-            write_json(staging / "training.json", {
-                "epochs": result.epochs, "train_loss": result.train_loss, "val_mAP": result.val_map,
-                "seconds_per_epoch": result.seconds_per_epoch, "peak_rss_mb": result.peak_rss_mb,
-                "world_size": self.context.world_size, "device": str(self.device), "history": result.history,
-            })
+            write_json(
+                staging / "training.json",
+                {
+                    "epochs": result.epochs,
+                    "train_loss": result.train_loss,
+                    "val_mAP": result.val_map,
+                    "seconds_per_epoch": result.seconds_per_epoch,
+                    "peak_rss_mb": result.peak_rss_mb,
+                    "world_size": self.context.world_size,
+                    "device": str(self.device),
+                    "history": result.history,
+                },
+            )
+
 
 @contextmanager
 def process_group(settings: TrainConfig) -> Iterator[tuple[distributed.DistributedContext, torch.device]]:

@@ -56,5 +56,5 @@ class GATStack(GraphStack):
     after the last layer too) are MSRN's reference layers."""
 
     def __init__(self, dims: list[int], heads: int, residual: bool = False, activate_last: bool = False) -> None:
-        layers = [GraphAttention(a, b, heads, residual=residual) for a, b in zip(dims[:-1], dims[1:])]
+        layers = [GraphAttention(a, b, heads, residual=residual) for a, b in zip(dims[:-1], dims[1:], strict=True)]
         super().__init__(layers, nn.ELU(), activate_last)

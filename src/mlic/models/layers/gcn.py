@@ -52,4 +52,6 @@ class GCNStack(GraphStack):
     """GCN layers with LeakyReLU(0.2) between them, as in ML-GCN."""
 
     def __init__(self, dims: list[int], negative_slope: float = 0.2) -> None:
-        super().__init__([GraphConvolution(a, b) for a, b in zip(dims[:-1], dims[1:])], nn.LeakyReLU(negative_slope))
+        super().__init__(
+            [GraphConvolution(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)], nn.LeakyReLU(negative_slope)
+        )

@@ -27,7 +27,11 @@ class ConvProjection(nn.Sequential):
 
 
 def stage_projection(in_channels: int, out_channels: int, kind: Projection) -> nn.Module:
-    return nn.Conv2d(in_channels, out_channels, kernel_size=1) if kind == "plain" else ConvProjection(in_channels, out_channels)
+    return (
+        nn.Conv2d(in_channels, out_channels, kernel_size=1)
+        if kind == "plain"
+        else ConvProjection(in_channels, out_channels)
+    )
 
 
 class MultiScaleProjection(nn.Module):
@@ -39,7 +43,7 @@ class MultiScaleProjection(nn.Module):
         self.projections = nn.ModuleList(stage_projection(channels, dim, kind) for channels in in_channels)
 
     def forward(self, feature_maps: list[Tensor]) -> list[Tensor]:
-        return [project(feature_map) for project, feature_map in zip(self.projections, feature_maps)]
+        return [project(feature_map) for project, feature_map in zip(self.projections, feature_maps, strict=True)]
 
 
 class MultiLayerSemanticHead(nn.Module):
@@ -73,7 +77,7 @@ class MultiLayerSemanticHead(nn.Module):
 
     def forward(self, feature_maps: list[Tensor], queries: Tensor, assignment: Tensor | None = None) -> Tensor:
         layer_logits = []
-        for classify, feature_map in zip(self.classifiers, self.project(feature_maps)):
+        for classify, feature_map in zip(self.classifiers, self.project(feature_maps), strict=True):
             features = self.attend(queries, feature_map)
             if assignment is not None:
                 features = labels_with_groups(features, assignment)
