@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +32,7 @@ import httpx
 
 from mlic.errors import DataError, MlicError, ServingError
 from mlic.paths import Paths
+from mlic.serving.endpoint import inference_token, read_key_file, running_endpoint, token_expired
 from mlic.serving.predictor import ALL_SCORES_HEADER
 
 TOKEN_ENV = "MLIC_TOKEN"
@@ -48,28 +47,6 @@ _GLOB_CHARACTERS = frozenset("*?[")
 # ------------------------------------------------------------------------------------------------
 # TorchServe's key file and the token sources
 # ------------------------------------------------------------------------------------------------
-def read_key_file(key_file: Path) -> dict[str, Any]:
-    """TorchServe's key_file.json: {"management"|"inference": {"key", "expiration time"}, "API": {"key"}}."""
-    try:
-        return json.loads(key_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ServingError(
-            "TorchServe key file not found", file=key_file, fix="start the server with `mlic serve`"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ServingError(f"key file is not JSON ({exc})", file=key_file, fix="restart with `mlic serve`") from exc
-
-
-def token_expired(key_file: Path, kind: str = "inference") -> bool:
-    """TorchServe keys expire (60 min by default); the key file says when."""
-    expires = read_key_file(key_file)[kind]["expiration time"]
-    return datetime.fromisoformat(expires.replace("Z", "+00:00")) <= datetime.now(UTC)
-
-
-def inference_token(key_file: Path) -> str:
-    return str(read_key_file(key_file)["inference"]["key"])
-
-
 class TokenSource(Protocol):
     """Where the bearer token comes from, and how a rejected one is replaced."""
 
@@ -289,10 +266,9 @@ class PredictionClient:
     ) -> PredictionClient:
         """The server `mlic serve` started under `paths` (its key file, renewed when expired), or
         `url` with the key file given or `$MLIC_TOKEN`."""
-        from mlic.serving import server  # here: server imports this module for its readiness probe
 
         if url is None:
-            endpoint = server.running_endpoint(paths)
+            endpoint = running_endpoint(paths)
             return cls(endpoint.prediction_url, KeyFileToken(endpoint.key_file, endpoint.management_url), **options)
         tokens = KeyFileToken(token_file) if token_file is not None else StaticToken.from_environment()
         return cls(url, tokens, **options)

@@ -23,6 +23,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from mlic.serving.endpoint import inference_token
+
 DEFAULT_URL = "http://127.0.0.1:8080/v1/models/mlic:predict"
 
 
@@ -66,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     token = None
     if args.token_file is not None:
-        from mlic.serving.client import inference_token  # imports torch: only where a token is used
-
         token = inference_token(args.token_file)
     reason = problem(args.url, token, args.timeout)
     if reason is not None:

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
@@ -32,15 +31,12 @@ from mlic.io import write_json
 from mlic.paths import Paths
 from mlic.serving import client
 from mlic.serving.archive import DEFAULT_PORTS, LOCAL_HOST, address_properties, read_properties, write_properties
+from mlic.serving.endpoint import Endpoint, inference_token, is_torchserve, recorded_endpoint, state_file
 from mlic.serving.probe import probe_image
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "server.json"
-KEY_FILE = "key_file.json"
 PID_FILE = ".model_server.pid"
-#: What identifies TorchServe's Java process (the launcher checks the same).
-FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
 START_TIMEOUT_S = 120.0
 #: TorchServe's 503 message when the handler raised: a model that fails on the probe image stays broken.
 HANDLER_FAILED = "Prediction failed"
@@ -51,89 +47,6 @@ POLL_INTERVAL_S = 0.5
 LOG_TAIL_LINES = 8
 #: A Python exception line in a log ("mlic.errors.ServingError: ...").
 _ERROR_LINE = re.compile(r"\w(Error|Exception): ")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A running local TorchServe, as recorded in its state file."""
-
-    model_name: str
-    inference_url: str
-    management_url: str
-    metrics_url: str
-    pid: int
-    state_dir: Path
-    ports: dict[str, int]
-
-    @property
-    def prediction_url(self) -> str:
-        return f"{self.inference_url}/predictions/{self.model_name}"
-
-    @property
-    def key_file(self) -> Path:
-        return self.state_dir / KEY_FILE
-
-    @property
-    def log_dir(self) -> Path:
-        return self.state_dir / "logs"
-
-    def describe(self) -> str:
-        return "\n".join(
-            [
-                f"TorchServe is serving model '{self.model_name}' (pid {self.pid})",
-                f"  predict: POST {self.prediction_url}",
-                "           body: the image bytes with Content-Type: application/octet-stream "
-                "(header X-All-Scores: true for every label's score),",
-                '           or JSON {"image": "<base64>", "all_scores": true}',
-                f"  token:   Authorization: Bearer <inference.key from {self.key_file}> "
-                "(expires after 60 min; `mlic predict` and mlic.serving.client renew it)",
-                f"  metrics: {self.metrics_url}/metrics (Prometheus)",
-                f"  logs:    {self.log_dir}",
-                "  stop:    mlic serve --stop",
-            ]
-        )
-
-    def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "state_dir": str(self.state_dir)}
-
-    @classmethod
-    def from_json(cls, payload: dict[str, object]) -> Endpoint:
-        return cls(**{**payload, "state_dir": Path(str(payload["state_dir"]))})
-
-
-def _state_file(paths: Paths) -> Path:
-    return paths.serve_state / STATE_FILE
-
-
-def _is_torchserve(pid: int) -> bool:
-    """True while `pid` is TorchServe's Java process (pids are reused; the command line tells)."""
-    try:
-        return FRONTEND_CLASS in psutil.Process(pid).cmdline()
-    except psutil.Error:
-        return False
-
-
-def _recorded_endpoint(paths: Paths) -> Endpoint | None:
-    state_file = _state_file(paths)
-    if not state_file.is_file():
-        return None
-    try:
-        return Endpoint.from_json(json.loads(state_file.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, KeyError):
-        logger.warning("ignoring unreadable server state %s", state_file)
-        return None
-
-
-def running_endpoint(paths: Paths) -> Endpoint:
-    """The server `mlic serve` started under this root; ServingError when there is none."""
-    endpoint = _recorded_endpoint(paths)
-    if endpoint is None or not _is_torchserve(endpoint.pid):
-        raise ServingError(
-            "no TorchServe started by `mlic serve` is running",
-            file=_state_file(paths),
-            fix="start it with `mlic serve` (or pass --url and export MLIC_TOKEN for another server)",
-        )
-    return endpoint
 
 
 @contextlib.contextmanager
@@ -210,7 +123,7 @@ def _wait_until_predicting(endpoint: Endpoint, timeout_s: float) -> None:
     last_problem = "TorchServe did not start"
     with httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0)) as http:
         while time.monotonic() < deadline:
-            if not _is_torchserve(endpoint.pid):
+            if not is_torchserve(endpoint.pid):
                 raise ServingError(
                     f"TorchServe exited during start-up; {_log_excerpt(endpoint.state_dir)}",
                     file=endpoint.log_dir,
@@ -218,7 +131,7 @@ def _wait_until_predicting(endpoint: Endpoint, timeout_s: float) -> None:
                 )
             if endpoint.key_file.is_file():
                 try:
-                    token = client.inference_token(endpoint.key_file)
+                    token = inference_token(endpoint.key_file)
                     response = client.post_image(http, endpoint.prediction_url, probe, token)
                 except ServingError as exc:
                     last_problem = exc.message
@@ -276,11 +189,11 @@ def start(paths: Paths, port: int = 8080, timeout_s: float = START_TIMEOUT_S) ->
     `port` is the inference port (0 = a free one). On failure the server is stopped again and
     the error quotes its log.
     """
-    recorded = _recorded_endpoint(paths)
-    if recorded is not None and _is_torchserve(recorded.pid):
+    recorded = recorded_endpoint(paths)
+    if recorded is not None and is_torchserve(recorded.pid):
         raise ServingError(
             f"TorchServe is already running at {recorded.prediction_url} (pid {recorded.pid})",
-            file=_state_file(paths),
+            file=state_file(paths),
             fix="use it, or stop it first with `mlic serve --stop`",
         )
     properties = read_properties(paths.serving_config)
@@ -321,7 +234,7 @@ def start(paths: Paths, port: int = 8080, timeout_s: float = START_TIMEOUT_S) ->
         state_dir=state_dir,
         ports=ports,
     )
-    write_json(_state_file(paths), endpoint.to_json())
+    write_json(state_file(paths), endpoint.to_json())
     logger.info("TorchServe started (pid %d); waiting until the model predicts", endpoint.pid)
     try:
         _wait_until_predicting(endpoint, timeout_s)
@@ -336,11 +249,11 @@ def stop(paths: Paths) -> bool:
 
     Safe when nothing runs (returns False). Logs stay in the state folder for inspection.
     """
-    endpoint = _recorded_endpoint(paths)
+    endpoint = recorded_endpoint(paths)
     if endpoint is None:
         return False
     processes: list[psutil.Process] = []
-    if _is_torchserve(endpoint.pid):
+    if is_torchserve(endpoint.pid):
         frontend = psutil.Process(endpoint.pid)
         processes = [frontend, *frontend.children(recursive=True)]
         _torchserve(endpoint.state_dir, "--stop", "--foreground")
@@ -351,7 +264,7 @@ def stop(paths: Paths) -> bool:
     psutil.wait_procs(alive, timeout=10)
     endpoint.key_file.unlink(missing_ok=True)
     shutil.rmtree(endpoint.state_dir / "tmp", ignore_errors=True)
-    _state_file(paths).unlink(missing_ok=True)
+    state_file(paths).unlink(missing_ok=True)
     logger.info("TorchServe stopped (pid %d)", endpoint.pid)
     return True
 
