@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test test-fast serve stop pipeline components bench bench-quality bench-speed bench-serving lint clean
+.PHONY: install demo test test-fast serve stop pipeline components faults-report bench bench-quality bench-speed bench-serving lint clean
 
 $(STAMP): pyproject.toml constraints.txt  # timed: `mlic demo` reports it
 	started=$$(date +%s) && \
@@ -36,6 +36,9 @@ stop: install
 
 pipeline: install  ## compile the Kubeflow pipeline to pipelines/compiled/mlic.yaml
 	$(BIN)/mlic pipeline compile
+
+faults-report: install  ## run the fault-injection tests and write bench/results/faults.md
+	MLIC_FAULTS_REPORT=bench/results/faults.md $(BIN)/pytest tests/faults
 
 components: install  ## regenerate the reusable kfp component specs in components/
 	$(BIN)/mlic pipeline components

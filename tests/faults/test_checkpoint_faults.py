@@ -56,6 +56,11 @@ def disk_fills_at_save(number: int) -> Callable[..., Any]:
     return opener
 
 
+@pytest.mark.fault(
+    "disk full while a checkpoint is written (epoch 2 of 3)",
+    "StorageError naming the checkpoint and saying disk full; nothing half-written left; the rerun resumes",
+    "the epoch-1 checkpoint; the final weights equal an uninterrupted run's",
+)
 def test_a_full_disk_keeps_the_previous_checkpoint_and_the_rerun_ends_as_if_nothing_happened(
     project: tuple[Config, Paths], uninterrupted: Finished, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,6 +90,11 @@ CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+@pytest.mark.fault(
+    "last.pt damaged: {corruption}",
+    "a warning naming the file; training starts fresh",
+    "the final weights equal an uninterrupted run's; last.pt replaced by a sound one",
+)
 @pytest.mark.parametrize("corruption", CORRUPTIONS, ids=list(CORRUPTIONS))
 def test_a_corrupt_checkpoint_is_ignored_with_a_warning_and_training_starts_fresh(
     project: tuple[Config, Paths], uninterrupted: Finished, corruption: str, caplog: pytest.LogCaptureFixture
@@ -111,6 +121,11 @@ def test_a_file_that_is_no_checkpoint_is_ignored_too(tmp_path: Path, caplog: pyt
     assert "not a training checkpoint" in caplog.text
 
 
+@pytest.mark.fault(
+    "killed between the checkpoint and the training curves; metrics.json torn",
+    "the resume ignores dvclive's files and rebuilds the curves from the checkpoint",
+    "one point per epoch in every curve, equal to an uninterrupted run's",
+)
 def test_torn_training_curves_do_not_stop_the_resume_and_are_rebuilt_from_the_checkpoint(
     project: tuple[Config, Paths], uninterrupted: Finished, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,11 @@ from interrupted import temporaries
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.fault(
+    "a second `dvc repro` beside a running one, then kill -9 of the first",
+    "the second is refused, naming the busy output and the process holding it; the next repro completes",
+    "a finished pipeline (the packaged .mar), `dvc status` clean, no temporary",
+)
 def test_a_second_repro_is_refused_and_a_killed_one_is_completed_by_the_next(tmp_path: Path) -> None:
     root = make_project(tmp_path / "project", TINY)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}

@@ -25,6 +25,11 @@ def digest(path: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.fault(
+    "kill -9 of `mlic package` while it builds the archive",
+    "the next package run removes the staging folder (logged) and builds",
+    "the served archive and its config, byte for byte, until the next build replaces them",
+)
 def test_package_killed_while_building_keeps_the_served_archive(chosen_model_root: Path) -> None:
     paths = Paths(chosen_model_root)
     archive = paths.model_store / "mlic.mar"

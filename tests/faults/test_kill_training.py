@@ -25,6 +25,11 @@ def train(root: Path) -> MlicProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.fault(
+    "kill -9 of `mlic train` inside a checkpoint write, then at a random moment of the last epoch",
+    "each rerun resumes from the last checkpoint and removes the killed write's temporary (logged)",
+    "the final weights, per-epoch history and curves equal an uninterrupted run's; no temporary",
+)
 def test_training_killed_twice_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
     params, paths = ready_project(tmp_path / "killed")
     params["train"]["epochs"] = EPOCHS
