@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,13 @@ def stage_timings(lines: Iterable[str], clock: Callable[[], float] = time.monoto
     return timings
 
 
+def _echoed(lines: Iterable[str]) -> Iterator[str]:
+    """The lines, each written to stdout as it passes (the user watches dvc repro as it runs)."""
+    for line in lines:
+        sys.stdout.write(line)
+        yield line
+
+
 def repro(root: Path) -> list[Timing]:
     """`dvc repro` in `root`, its output passed through as it comes, timed per stage."""
     process = subprocess.Popen(
@@ -68,14 +75,8 @@ def repro(root: Path) -> list[Timing]:
         text=True,
         bufsize=1,
     )
-    assert process.stdout is not None
-
-    def echoed() -> Iterable[str]:
-        for line in process.stdout:  # checked above; mypy loses it in the closure
-            sys.stdout.write(line)
-            yield line
-
-    timings = stage_timings(echoed())
+    assert process.stdout is not None  # asked for with stdout=PIPE
+    timings = stage_timings(_echoed(process.stdout))
     if process.wait():
         raise PipelineError(
             f"dvc repro failed (exit {process.returncode})",

@@ -20,13 +20,13 @@ from typing import Any
 
 from mlic.config import Config, config_from_dict
 from mlic.errors import PipelineError
-from mlic.steps.params import step_params, subset
+from mlic.steps.params import STEP_PARAMS, step_params, subset
 
 #: Pipeline parameter that carries params.yaml (as JSON).
 PARAMS_PARAMETER = "params"
 
 #: The steps that run once per pipeline run (train runs once per architecture, see `train_params`).
-SINGLE_STEPS = ("prepare", "validate", "graph", "evaluate", "package")
+SINGLE_STEPS = tuple(step for step in STEP_PARAMS if step != "train")
 
 
 @dataclass(frozen=True)
