@@ -85,8 +85,9 @@ class Load:
     def summary(self) -> dict[str, float | int]:
         figures = {f"p{q}_ms": round(self.percentile(q), 1) for q in PERCENTILES}
         return {
-            **{k: v for k, v in asdict(self).items() if k != "latencies_ms"},
+            **{k: v for k, v in asdict(self).items() if k not in ("latencies_ms", "rounds")},
             "images_per_s": round(self.throughput, 2),
+            "rounds": [round(value, 2) for value in self.rounds],
             **figures,
         }
 
@@ -167,10 +168,9 @@ def measure(
     loads = []
     for tries in runs.values():
         best = max(tries, key=lambda load: load.throughput)
-        loads.append(replace(best, rounds=[round(load.throughput, 2) for load in tries]))
-        print(
-            f"  {settings_of(best)} × {best.concurrency}: {best.throughput:.1f} images/s {loads[-1].rounds}", flush=True
-        )
+        loads.append(replace(best, rounds=[load.throughput for load in tries]))
+        figures = f"{best.throughput:.1f} images/s [{_rounds(loads[-1])}]"
+        print(f"  {settings_of(best)} × {best.concurrency}: {figures}", flush=True)
     return loads
 
 
