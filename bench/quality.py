@@ -457,12 +457,13 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     if args.report_only:
-        saved = read_json(args.output.with_suffix(".json"), what="bench runs")
-        runs = saved_runs(saved)
+        kept = saved_runs(read_json(args.output.with_suffix(".json"), what="bench runs"))
+        runs = [run for run in kept if run.data_seed in args.data_seeds and run.seed in args.seeds]
         reported = {run.row for run in runs}
-        # The seeds the saved runs have, whatever the runs' own commands asked for.
+        # The seeds the reported runs have: a row may lack some of those asked for.
         settings = settings_line(config, sorted({run.seed for run in runs}), sorted({run.data_seed for run in runs}))
-        write_outputs(args.output, command, settings, [row for row in rows if row.name in reported], runs, started)
+        rows = [row for row in rows if row.name in reported]
+        write_outputs(args.output, command, settings, rows, runs, started, kept=kept)
         return
 
     runs = saved_runs(read_json(args.output.with_suffix(".json"), what="bench runs")) if args.resume else []
@@ -504,15 +505,22 @@ def saved_runs(saved: dict) -> list[Run]:
 
 
 def write_outputs(
-    output: Path, command: str, settings: str, rows: list[Row], runs: list[Run], started: datetime
+    output: Path,
+    command: str,
+    settings: str,
+    rows: list[Row],
+    runs: list[Run],
+    started: datetime,
+    kept: list[Run] | None = None,
 ) -> None:
+    """The report of `runs`; the .json keeps `kept` (default: `runs`), so that reporting a subset
+    of the seeds never drops the others' runs."""
     contexts = context_table(runs, rows) if "msshared" in {run.row for run in runs} else ""
     body = f"{table(runs, rows)}\n\n{contexts}\n\n{verdict(runs, rows)}"
     print(f"\n{body}")
     write_report(output, command, settings, body, started)
-    write_json(
-        output.with_suffix(".json"), {"command": command, "settings": settings, "runs": [asdict(r) for r in runs]}
-    )
+    saved = [asdict(run) for run in (runs if kept is None else kept)]
+    write_json(output.with_suffix(".json"), {"command": command, "settings": settings, "runs": saved})
     print(f"\nwritten to {output} (every run: {output.with_suffix('.json')})")
 
 

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bench_scripts import ROOT, load_bench
 
@@ -92,4 +93,15 @@ def test_quality_bench_compares_every_row_with_the_references_and_the_controls(t
     bench.main([*arguments, "--resume"])
     bench.main([*arguments, "--report-only"])
     assert report.read_text(encoding="utf-8").split("Settings:")[1] == tables
+    assert len(json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["runs"]) == len(runs)
+
+    # A report of one data seed reads only that seed's runs, and the .json still keeps them all.
+    one_seed = [*arguments[: arguments.index("--data-seeds") + 1], "0", *arguments[arguments.index("--epochs") :]]
+    bench.main([*one_seed, "--report-only"])
+    text = report.read_text(encoding="utf-8")
+    assert "synthetic data (160 images, data seeds 0)" in text
+    header = next(line for line in text.splitlines() if line.startswith("| row | test mAP"))
+    baseline = next(cells(line) for line in text.split(header)[1].splitlines() if line.startswith("| baseline |"))
+    seed_0 = [run["mAP"] for run in runs if run["row"] == "baseline" and run["data_seed"] == 0]
+    assert baseline[1].startswith(f"{np.mean(seed_0):.1f} ± ")
     assert len(json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["runs"]) == len(runs)
