@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from mlic.errors import ConfigError, TrainingError
 from mlic.graph.label_graph import LabelGraph
@@ -138,6 +139,10 @@ def test_evaluate_writes_metrics_thresholds_and_gates(trained):
     assert header.startswith("label,test_positives,AP_baseline,AP_mlgcn")
     assert (paths.plots_dir / "map_by_arch.png").is_file()
     assert (paths.plots_dir / "training_curves.png").stat().st_size > 1000  # seen offline, unlike dvclive's TSVs
+    # the chosen model's decisions: its label co-occurrence beside the true one, and its labels on test images
+    for picture in ("cooccurrence.png", "predictions.png"):
+        with Image.open(paths.plots_dir / picture) as image:
+            assert image.format == "PNG" and min(image.size) > 300
 
     config.evaluate.min_map = 100.0
     failed = evaluate_step.run(config, paths)

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mlic.graph.cooccurrence import conditional_probabilities
 from mlic.io import atomic_path
 
 
@@ -124,4 +125,48 @@ def attention_grid(
         axis.axis("off")
     figure.suptitle(f"{arch}: label attention on test images (its finest map)", fontsize=9)
     figure.tight_layout(rect=(0, 0, 1, 0.99))  # keeps the title on the first row, not a figure-height above it
+    return _save(figure, target)
+
+
+def cooccurrence(label_names: list[str], targets: np.ndarray, predicted: np.ndarray, arch: str, target: Path) -> Path:
+    """P(j | i) over the test split, from the true labels and from the chosen model's decisions,
+    side by side on one scale: a model that learnt the label context reproduces the left map; one
+    that ignores it shows a flatter right one."""
+    maps = {
+        "true labels": conditional_probabilities(targets.T.astype(np.int64) @ targets.astype(np.int64)),
+        f"{arch}'s predictions": conditional_probabilities(predicted.T.astype(np.int64) @ predicted.astype(np.int64)),
+    }
+    side = max(5.0, 0.28 * len(label_names))
+    figure, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side), squeeze=False)
+    for axis, (title, probabilities) in zip(axes[0], maps.items(), strict=True):
+        image = axis.imshow(probabilities, cmap="viridis", vmin=0, vmax=1)
+        axis.set_xticks(range(len(label_names)), label_names, rotation=90, fontsize=6)
+        axis.set_yticks(range(len(label_names)), label_names, fontsize=6)
+        axis.set(title=f"P(column | row), test split: {title}")
+    figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    return _save(figure, target)
+
+
+def predictions_grid(
+    pixels: np.ndarray, targets: np.ndarray, predicted: np.ndarray, label_names: list[str], arch: str, target: Path
+) -> Path:
+    """Test images (`[N, H, W, 3]` in [0, 1]) with what the chosen model says: labels it got right,
+    labels it added (false positives, +) and labels it missed (−)."""
+    columns = 4
+    rows = -(-len(pixels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.9 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= len(pixels):
+            continue
+        axis.imshow(pixels[index])
+        truth, said = targets[index] > 0, predicted[index] > 0
+        lines = [
+            "✓ " + ", ".join(label_names[i] for i in np.flatnonzero(truth & said)),
+            "+ " + ", ".join(label_names[i] for i in np.flatnonzero(~truth & said)),
+            "− " + ", ".join(label_names[i] for i in np.flatnonzero(truth & ~said)),
+        ]
+        axis.set_title("\n".join(line for line in lines if len(line) > 2) or "(no labels)", fontsize=6, loc="left")
+    figure.suptitle(f"{arch} on test images: ✓ right, + false positive, − missed", fontsize=9)
+    figure.tight_layout(rect=(0, 0, 1, 0.98))
     return _save(figure, target)

@@ -51,6 +51,8 @@ class ArchEvaluation:
     thresholds: np.ndarray
     test_probabilities: np.ndarray
     test_targets: np.ndarray
+    #: The side the model reads images at (its saved config): the pictures show what it saw.
+    image_size: int
 
 
 _TOP_K_KEY = re.compile(r"CF1_top(\d+)")
@@ -124,8 +126,17 @@ def _predict_split(
     return predict_probabilities(model, loader, device, config.train.amp, description=f"{arch} {dataset.split.name}")
 
 
-#: How many test images the attention picture shows (its rows).
+#: How many test images the attention picture shows (its rows), and the predictions picture.
 ATTENTION_IMAGES = 8
+PREDICTION_IMAGES = 12
+
+
+def preview_pixels(dataset: MultiLabelDataset, count: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The first `count` images as the model reads them (`[N, 3, H, W]`), and as a person sees
+    them (`[N, H, W, 3]` in [0, 1], normalisation undone)."""
+    images = torch.stack([dataset[index][0] for index in range(count)])
+    mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD))
+    return images, (images * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
 def draw_label_attention(
@@ -143,13 +154,11 @@ def draw_label_attention(
     count = min(ATTENTION_IMAGES, len(dataset))
     if count == 0:
         return None
-    images = torch.stack([dataset[index][0] for index in range(count)])
+    images, pixels = preview_pixels(dataset, count)
     calls = label_maps(model, images.to(device), len(label_names))
     if not calls:
         return None
     finest = max(calls, key=lambda maps: maps.shape[-1] * maps.shape[-2])
-    mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD))
-    pixels = (images * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
     positives = targets[:count] > 0
     return plots.attention_grid(
         pixels, finest.float().cpu().numpy(), positives, probabilities[:count], label_names, arch, target
@@ -196,7 +205,26 @@ def evaluate_arch(arch: str, config: Config, paths: Paths, label_names: list[str
     metrics = dict(report.overall)
     metrics.update({"CF1_tuned": tuned.overall["CF1"], "OF1_tuned": tuned.overall["OF1"], VAL_MAP: val_map})
     metrics = {name: round(float(value), 4) for name, value in metrics.items()}
-    return ArchEvaluation(metrics, report.per_class_ap, thresholds, test_probs, test_targets)
+    return ArchEvaluation(metrics, report.per_class_ap, thresholds, test_probs, test_targets, spec["image_size"])
+
+
+def draw_chosen_model(arch: str, result: ArchEvaluation, label_names: list[str], config: Config, paths: Paths) -> None:
+    """What the model to ship decides, at the thresholds it ships with: the label co-occurrence of
+    its decisions against the true one, and its labels on the first test images."""
+    predicted = result.test_probabilities >= result.thresholds
+    plots.cooccurrence(label_names, result.test_targets, predicted, arch, paths.plots_dir / "cooccurrence.png")
+    dataset = split_dataset(paths, "test", len(label_names), result.image_size, config)
+    count = min(PREDICTION_IMAGES, len(dataset))
+    if count:
+        _, pixels = preview_pixels(dataset, count)
+        plots.predictions_grid(
+            pixels,
+            result.test_targets[:count],
+            predicted[:count],
+            label_names,
+            arch,
+            paths.plots_dir / "predictions.png",
+        )
 
 
 def _write_per_class(
@@ -246,6 +274,7 @@ def run(config: Config, paths: Paths) -> EvaluateResult:
         paths.plots_dir / "precision_recall.png",
     )
     plots.training_curves(_histories(config.architectures, paths), paths.plots_dir / "training_curves.png")
+    draw_chosen_model(decision.best_arch, best, label_names, config, paths)
 
     paths.best_file.unlink(missing_ok=True)
     if decision.passed:
