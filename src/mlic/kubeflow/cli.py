@@ -5,7 +5,6 @@ kfp is imported inside the commands (`mlic --help` stays fast).
 
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -72,24 +71,6 @@ SecretKeysOption = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class ClusterOptions:
-    """The compile options besides the image, as the commands received them."""
-
-    train_cpu: str
-    train_memory: str
-    gpu_type: str
-    gpus: int
-    gpu_toleration: str
-    gpu_node_selector: str
-    shm_size: str
-    train_parallelism: int
-    retries: int
-    no_cache: bool
-    data_secret: str
-    data_secret_keys: list[str] | None
-
-
 def _params_json(params: Path, overrides: list[str] | None) -> str:
     from mlic.config import load_config
 
@@ -125,26 +106,31 @@ def _warn_about_image(image: str) -> None:
         typer.echo(f"warning: {warning}", err=True)
 
 
-def _settings(image: str, options: ClusterOptions) -> BuildSettings:
-    """The build settings the options give."""
+def _settings(
+    image: str,
+    train_cpu: str,
+    train_memory: str,
+    gpu_type: str,
+    gpus: int,
+    gpu_toleration: str,
+    gpu_node_selector: str,
+    shm_size: str,
+    train_parallelism: int,
+    retries: int,
+    no_cache: bool,
+    data_secret: str,
+    data_secret_keys: list[str] | None,
+) -> BuildSettings:
+    """The build settings of `compile` and `submit`, from their shared options (one place, so they cannot drift)."""
     _warn_about_image(image)
-    train = TrainResources(
-        options.train_cpu,
-        options.train_memory,
-        options.gpu_type,
-        options.gpus,
-        options.gpu_toleration,
-        options.gpu_node_selector,
-        options.shm_size,
-    )
-    secret = DataSecret(options.data_secret, tuple(options.data_secret_keys or DataSecret().keys))
+    train = TrainResources(train_cpu, train_memory, gpu_type, gpus, gpu_toleration, gpu_node_selector, shm_size)
     return BuildSettings(
         image=image,
         train=train,
-        cache=not options.no_cache,
-        train_parallelism=options.train_parallelism,
-        retries=options.retries,
-        data_secret=secret,
+        cache=not no_cache,
+        train_parallelism=train_parallelism,
+        retries=retries,
+        data_secret=DataSecret(data_secret, tuple(data_secret_keys or DataSecret().keys)),
     )
 
 
@@ -176,20 +162,18 @@ def compile_command(
 
         settings = _settings(
             image,
-            ClusterOptions(
-                train_cpu,
-                train_memory,
-                gpu_type,
-                gpus,
-                gpu_toleration,
-                gpu_node_selector,
-                shm_size,
-                train_parallelism,
-                retries,
-                no_cache,
-                data_secret,
-                data_secret_key,
-            ),
+            train_cpu,
+            train_memory,
+            gpu_type,
+            gpus,
+            gpu_toleration,
+            gpu_node_selector,
+            shm_size,
+            train_parallelism,
+            retries,
+            no_cache,
+            data_secret,
+            data_secret_key,
         )
         written = compile_pipeline(settings, _params_json(params, set_), output)
         typer.echo(f"pipeline compiled → {written} (image {settings.image})")
@@ -272,20 +256,18 @@ def submit_command(
         arguments = {"params": params_json, **_pipeline_arguments(param)}
         settings = _settings(
             image,
-            ClusterOptions(
-                train_cpu,
-                train_memory,
-                gpu_type,
-                gpus,
-                gpu_toleration,
-                gpu_node_selector,
-                shm_size,
-                train_parallelism,
-                retries,
-                no_cache,
-                data_secret,
-                data_secret_key,
-            ),
+            train_cpu,
+            train_memory,
+            gpu_type,
+            gpus,
+            gpu_toleration,
+            gpu_node_selector,
+            shm_size,
+            train_parallelism,
+            retries,
+            no_cache,
+            data_secret,
+            data_secret_key,
         )
         with tempfile.TemporaryDirectory(prefix="mlic-submit-") as tmp:
             package = compile_pipeline(settings, params_json, Path(tmp) / "mlic.yaml")
