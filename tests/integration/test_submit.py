@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from http_stub import QuietHandler, origin, serving
 from typer.testing import CliRunner
 
 from mlic.cli import app
@@ -58,7 +58,7 @@ class FakeKfp:
 
 
 def handler_for(fake: FakeKfp) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
@@ -79,23 +79,14 @@ def handler_for(fake: FakeKfp) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._serve("POST")
 
-        def log_message(self, *args: Any) -> None:
-            """Quiet: the test asserts on the recorded calls."""
-
     return Handler
 
 
 @pytest.fixture
 def kfp_api() -> Iterator[tuple[str, FakeKfp]]:
     fake = FakeKfp()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(fake))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", fake
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler_for(fake)) as server:
+        yield origin(server), fake
 
 
 @pytest.fixture(autouse=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from http_stub import QuietHandler, origin, serving
 
 from mlic.errors import DataError
 from mlic.serving.client import (
@@ -30,8 +30,8 @@ ANSWER = {"labels": [{"label": "boat", "score": 0.9}]}
 class FakeTorchServe(ThreadingHTTPServer):
     """Answers each POST from a script keyed by the request body; records what it got."""
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        super().__init__(address, handler)
         self.valid_token = "good"
         #: body → statuses still to answer before a 200 (e.g. [503, 503]).
         self.busy: dict[bytes, list[int]] = {}
@@ -39,10 +39,10 @@ class FakeTorchServe(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/predictions/mlic"
+        return f"{origin(self)}/predictions/mlic"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: FakeTorchServe
 
     def do_POST(self) -> None:  # http.server's naming
@@ -66,18 +66,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, *args: object) -> None:
-        """Quiet: pytest shows the assertions."""
-
 
 @pytest.fixture
 def fake_server() -> Iterator[FakeTorchServe]:
-    server = FakeTorchServe()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler, FakeTorchServe) as server:
+        yield server
 
 
 def _images(folder: Path, **contents: bytes) -> list[Path]:

@@ -8,14 +8,14 @@ from __future__ import annotations
 import functools
 import logging
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from http_stub import QuietHandler, serving
 
 from mlic.errors import PipelineError
 from mlic.kubeflow import tasks
@@ -33,9 +33,8 @@ class Artifact:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        """The test reads the task's log, not the server's."""
+class QuietFiles(QuietHandler, SimpleHTTPRequestHandler):
+    """Serves a folder's files; quiet, as the test reads the task's log, not the server's."""
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -56,15 +55,8 @@ def repo_url(tmp_path: Path) -> Iterator[str]:
     served.mkdir()
     git("clone", "-q", "--bare", str(work), str(served / "data.git"), cwd=tmp_path)
     git("update-server-info", cwd=served / "data.git")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(functools.partial(QuietFiles, directory=str(served))) as server:
         yield f"http://mlic:{TOKEN}@127.0.0.1:{server.server_address[1]}/data.git"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_redact_hides_the_userinfo_of_every_url() -> None:
