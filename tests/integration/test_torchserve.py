@@ -27,6 +27,7 @@ from mlic.errors import ServingError
 from mlic.models.saved import load_model
 from mlic.paths import Paths
 from mlic.serving import client, server
+from mlic.serving.endpoint import Endpoint, inference_token, read_key_file, token_expired
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ OCTET = {"Content-Type": "application/octet-stream"}
 
 
 @pytest.fixture(scope="module")
-def endpoint(packaged_root: Path) -> Iterator[server.Endpoint]:
+def endpoint(packaged_root: Path) -> Iterator[Endpoint]:
     """One server for the module; `serving` stops it even when a test fails."""
     with server.serving(Paths(packaged_root), port=0) as running:
         yield running
@@ -51,8 +52,8 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _auth(endpoint: server.Endpoint) -> dict[str, str]:
-    return {**OCTET, "Authorization": f"Bearer {client.inference_token(endpoint.key_file)}"}
+def _auth(endpoint: Endpoint) -> dict[str, str]:
+    return {**OCTET, "Authorization": f"Bearer {inference_token(endpoint.key_file)}"}
 
 
 def _in_process_scores(root: Path, image: Path) -> dict[str, float]:
@@ -63,7 +64,7 @@ def _in_process_scores(root: Path, image: Path) -> dict[str, float]:
     return dict(zip(spec["label_names"], probabilities, strict=True))
 
 
-def test_prediction_matches_the_model_in_process(endpoint: server.Endpoint, packaged_root: Path, photo: Path) -> None:
+def test_prediction_matches_the_model_in_process(endpoint: Endpoint, packaged_root: Path, photo: Path) -> None:
     (answer,) = client.predict_files(Paths(packaged_root), [photo], all_scores=True)
     expected = _in_process_scores(packaged_root, photo)
     assert answer["scores"] == pytest.approx(expected, abs=1e-5)
@@ -76,16 +77,14 @@ def test_prediction_matches_the_model_in_process(endpoint: server.Endpoint, pack
     assert "scores" not in plain and plain["labels"] == answer["labels"]
 
 
-def test_json_body_with_base64_image(endpoint: server.Endpoint, photo: Path) -> None:
+def test_json_body_with_base64_image(endpoint: Endpoint, photo: Path) -> None:
     body = {"image": base64.b64encode(photo.read_bytes()).decode(), "all_scores": True}
     headers = {"Authorization": _auth(endpoint)["Authorization"]}
     response = httpx.post(endpoint.prediction_url, json=body, headers=headers, timeout=60)
     assert response.status_code == 200 and set(response.json()) == {"labels", "scores"}
 
 
-def test_kserve_v1_route_answers_predictions_and_serves_the_readiness_probe(
-    endpoint: server.Endpoint, photo: Path
-) -> None:
+def test_kserve_v1_route_answers_predictions_and_serves_the_readiness_probe(endpoint: Endpoint, photo: Path) -> None:
     """TorchServe routes KServe's v1 `:predict` to our handler: the protocol the runtime declares,
     and what the cluster's readiness probe asks (here with the token that is on locally)."""
     v1_url = f"{endpoint.inference_url}/v1/models/{endpoint.model_name}:predict"
@@ -108,7 +107,7 @@ def test_kserve_v1_route_answers_predictions_and_serves_the_readiness_probe(
     )
 
 
-def test_bad_input_is_a_400_with_a_message_and_the_server_keeps_serving(endpoint: server.Endpoint, photo: Path) -> None:
+def test_bad_input_is_a_400_with_a_message_and_the_server_keeps_serving(endpoint: Endpoint, photo: Path) -> None:
     with httpx.Client(timeout=60) as http:
         for body in (b"definitely not an image", b"", photo.read_bytes()[:60]):
             response = http.post(endpoint.prediction_url, content=body, headers=_auth(endpoint))
@@ -119,7 +118,7 @@ def test_bad_input_is_a_400_with_a_message_and_the_server_keeps_serving(endpoint
     assert after.status_code == 200 and "labels" in after.json()
 
 
-def test_one_bad_image_in_a_batch_fails_only_itself(endpoint: server.Endpoint, photo: Path) -> None:
+def test_one_bad_image_in_a_batch_fails_only_itself(endpoint: Endpoint, photo: Path) -> None:
     bodies = [photo.read_bytes(), b"junk", photo.read_bytes(), photo.read_bytes(), b"junk", photo.read_bytes()]
 
     def send(body: bytes) -> int:
@@ -130,9 +129,7 @@ def test_one_bad_image_in_a_batch_fails_only_itself(endpoint: server.Endpoint, p
     assert statuses == [200, 400, 200, 200, 400, 200]
 
 
-def test_client_names_the_file_the_server_rejected(
-    endpoint: server.Endpoint, packaged_root: Path, tmp_path: Path
-) -> None:
+def test_client_names_the_file_the_server_rejected(endpoint: Endpoint, packaged_root: Path, tmp_path: Path) -> None:
     fake = tmp_path / "notes.jpg"
     fake.write_text("this is text")
     with pytest.raises(ServingError, match="HTTP 400: cannot decode image") as caught:
@@ -140,7 +137,7 @@ def test_client_names_the_file_the_server_rejected(
     assert caught.value.file == str(fake)
 
 
-def test_body_over_max_request_size_is_refused(endpoint: server.Endpoint, packaged_root: Path, tmp_path: Path) -> None:
+def test_body_over_max_request_size_is_refused(endpoint: Endpoint, packaged_root: Path, tmp_path: Path) -> None:
     huge = tmp_path / "huge.png"
     huge.write_bytes(b"\x89PNG" + bytes(10 * 1024 * 1024))
     with pytest.raises(ServingError, match="larger than the server accepts") as caught:
@@ -148,7 +145,7 @@ def test_body_over_max_request_size_is_refused(endpoint: server.Endpoint, packag
     assert "package.max_request_size" in caught.value.fix
 
 
-def test_missing_or_wrong_token_is_rejected(endpoint: server.Endpoint, photo: Path, monkeypatch) -> None:
+def test_missing_or_wrong_token_is_rejected(endpoint: Endpoint, photo: Path, monkeypatch) -> None:
     for headers in (OCTET, {**OCTET, "Authorization": "Bearer wrongkey"}):
         response = httpx.post(endpoint.prediction_url, content=photo.read_bytes(), headers=headers, timeout=60)
         assert response.status_code == 400 and client.is_token_rejection(response)
@@ -156,29 +153,27 @@ def test_missing_or_wrong_token_is_rejected(endpoint: server.Endpoint, photo: Pa
     with pytest.raises(ServingError, match="rejected the inference token") as caught:
         list(client.predict_files(Paths("."), [photo], url=endpoint.prediction_url))
     assert client.TOKEN_ENV in caught.value.fix
-    monkeypatch.setenv(client.TOKEN_ENV, client.inference_token(endpoint.key_file))
+    monkeypatch.setenv(client.TOKEN_ENV, inference_token(endpoint.key_file))
     (answer,) = client.predict_files(Paths("."), [photo], url=endpoint.prediction_url)
     assert "labels" in answer
 
 
-def test_expired_token_is_renewed_through_the_token_api(
-    endpoint: server.Endpoint, packaged_root: Path, photo: Path
-) -> None:
-    old_token = client.inference_token(endpoint.key_file)
-    keys = client.read_key_file(endpoint.key_file)
+def test_expired_token_is_renewed_through_the_token_api(endpoint: Endpoint, packaged_root: Path, photo: Path) -> None:
+    old_token = inference_token(endpoint.key_file)
+    keys = read_key_file(endpoint.key_file)
     keys["inference"]["expiration time"] = "2000-01-01T00:00:00.000000Z"  # what a key looks like an hour on
     endpoint.key_file.write_text(json.dumps(keys))
     (answer,) = client.predict_files(Paths(packaged_root), [photo])
     assert "labels" in answer
-    new_token = client.inference_token(endpoint.key_file)
-    assert new_token != old_token and not client.token_expired(endpoint.key_file)
+    new_token = inference_token(endpoint.key_file)
+    assert new_token != old_token and not token_expired(endpoint.key_file)
     stale_headers = {**OCTET, "Authorization": f"Bearer {old_token}"}
     stale = httpx.post(endpoint.prediction_url, content=photo.read_bytes(), headers=stale_headers)
     assert client.is_token_rejection(stale)
 
 
-def test_server_is_locked_down(endpoint: server.Endpoint) -> None:
-    management_key = client.read_key_file(endpoint.key_file)["management"]["key"]
+def test_server_is_locked_down(endpoint: Endpoint) -> None:
+    management_key = read_key_file(endpoint.key_file)["management"]["key"]
     headers = {"Authorization": f"Bearer {management_key}"}
     with httpx.Client(timeout=30) as http:
         remote_archive = {"url": "https://example.com/x.mar"}
@@ -193,12 +188,12 @@ def test_server_is_locked_down(endpoint: server.Endpoint) -> None:
         assert url.startswith("http://127.0.0.1:")
 
 
-def test_second_start_on_the_same_root_is_refused(endpoint: server.Endpoint, packaged_root: Path) -> None:
+def test_second_start_on_the_same_root_is_refused(endpoint: Endpoint, packaged_root: Path) -> None:
     with pytest.raises(ServingError, match="already running"):
         server.start(Paths(packaged_root), port=0)
 
 
-def test_a_killed_worker_is_restarted_and_the_next_request_succeeds(endpoint: server.Endpoint, photo: Path) -> None:
+def test_a_killed_worker_is_restarted_and_the_next_request_succeeds(endpoint: Endpoint, photo: Path) -> None:
     def workers() -> list[psutil.Process]:
         children = psutil.Process(endpoint.pid).children(recursive=True)
         return [child for child in children if "model_service_worker" in " ".join(child.cmdline())]
@@ -217,7 +212,7 @@ def test_a_killed_worker_is_restarted_and_the_next_request_succeeds(endpoint: se
     assert restarted.pid != worker.pid
 
 
-def test_readme_curl_example_answers(endpoint: server.Endpoint, photo: Path) -> None:
+def test_readme_curl_example_answers(endpoint: Endpoint, photo: Path) -> None:
     """The README's curl lines, run as written against this server (its port, key file and image)."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     block = readme.split("## Querying the endpoint", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
