@@ -1,5 +1,5 @@
-"""A full disk while a checkpoint is written, a torn or corrupt checkpoint on disk: nothing learnt
-before is lost, and the next run ends exactly where an uninterrupted one does."""
+"""A full disk while a checkpoint or a model is written, a torn or corrupt checkpoint on disk:
+nothing learnt before is lost, and the next run ends exactly where an uninterrupted one does."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 import torch
 from interrupted import temporaries
+from torch import nn
 from training_project import ARCH, TRAIN, Finished, curve, same_weights, weights
 
 from mlic.config import Config
 from mlic.errors import StorageError
+from mlic.models import saved
 from mlic.paths import Paths
 from mlic.steps import train as train_step
 from mlic.training import checkpoints, loop
@@ -40,7 +42,7 @@ class FullDisk(io.FileIO):
 
 
 def disk_fills_at_save(number: int) -> Callable[..., Any]:
-    """An `open` for the checkpoint writer: saves before the `number`-th go through, from it on
+    """An `open` for the checkpoint (or model) writer: saves before the `number`-th go through, from it on
     the volume has 64 KiB left (the checkpoint is several MB)."""
     calls = 0
 
@@ -79,6 +81,23 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_rerun_ends_as_if_noth
     assert result.resumed_at_epoch == 1 and result.epochs == TRAIN["epochs"]
     assert same_weights(weights(paths), uninterrupted.weights)
     assert temporaries(paths.root) == []
+
+
+@pytest.mark.fault(
+    "disk full while a saved model is overwritten",
+    "StorageError naming weights.pt and saying disk full; nothing half-written left",
+    "the previous model's weights.pt and config.json, byte for byte",
+)
+def test_a_full_disk_keeps_the_previously_saved_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = saved.save_model(tmp_path, nn.Linear(256, 256), {"arch": "old"})  # 256 KB of weights
+    files = {name: (before / name).read_bytes() for name in (saved.WEIGHTS_FILE, saved.CONFIG_FILE)}
+    monkeypatch.setattr(saved, "open", disk_fills_at_save(1), raising=False)
+    with pytest.raises(StorageError) as caught:
+        saved.save_model(tmp_path, nn.Linear(256, 256), {"arch": "new"})
+    assert caught.value.file == str(tmp_path / saved.WEIGHTS_FILE)
+    assert "disk full" in caught.value.render() and "previous version is unchanged" in caught.value.render()
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+    assert temporaries(tmp_path) == []
 
 
 #: Ways a checkpoint on disk can be damaged, from the sound one of an uninterrupted run.

@@ -21,11 +21,16 @@ CONFIG_FILE = "config.json"
 
 
 def save_model(directory: Path, model: nn.Module, spec: dict[str, Any]) -> Path:
-    """Write weights then config, each atomically (config last: its presence marks completeness)."""
+    """Write weights then config, each atomically (config last: its presence marks completeness).
+
+    torch.save writes through our file handle so a full disk surfaces as the OSError it is, which
+    atomic_path turns into a StorageError naming weights.pt (given a path, torch reports it as an
+    opaque RuntimeError from its zip writer).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(directory / WEIGHTS_FILE) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
     write_json(directory / CONFIG_FILE, spec)
     return directory
 
