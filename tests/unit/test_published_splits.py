@@ -85,6 +85,9 @@ def test_coco_files_with_other_categories_are_refused(tmp_path: Path, make_confi
     with pytest.raises(DataError, match="categories differ") as caught:
         prepare.run(make_config(data=_coco_2014_data(coco_2014)), Paths(tmp_path / "project"))
     assert caught.value.file == str(val_file) and caught.value.field == "categories"
+    train_file = coco_2014 / "annotations/instances_train2014.json"
+    assert str(train_file) in caught.value.message and str(val_file) in caught.value.render()
+    assert "only in that one: 9 'cup'; only in this one: 9 'mug'" in caught.value.message
 
 
 @pytest.mark.parametrize(

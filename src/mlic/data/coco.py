@@ -196,6 +196,17 @@ def handle_unlabeled(records: list[ImageRecord], mode: str, instances: Path) -> 
     return [record for record in records if record.labels], len(unlabeled)
 
 
+def _category_difference(first: LabelSet, other: LabelSet) -> str:
+    """Which categories (id and name) one file has and the other lacks: with 80 of them, the
+    message must point at the few that differ rather than say only that they do."""
+    in_first, in_other = (set(zip(each.source_ids, each.names, strict=True)) for each in (first, other))
+
+    def listed(categories: set[tuple[Any, str]]) -> str:
+        return ", ".join(f"{category_id} {name!r}" for category_id, name in sorted(categories)) or "none"
+
+    return f"only in that one: {listed(in_first - in_other)}; only in this one: {listed(in_other - in_first)}"
+
+
 @dataclass
 class CocoSplits:
     """Records per published split file, one label set, one folder all image paths are relative to."""
@@ -227,7 +238,7 @@ def load_coco_splits(
             labels, first = split_labels, path
         elif (split_labels.names, split_labels.source_ids) != (labels.names, labels.source_ids):
             raise DataError(
-                f"its categories differ from those of {first}",
+                f"its categories differ from those of {first} ({_category_difference(labels, split_labels)})",
                 file=path,
                 field="categories",
                 fix="use instances files of the same COCO release (the same 80 categories) for every split",
