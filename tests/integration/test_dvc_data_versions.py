@@ -142,18 +142,31 @@ def test_a_folder_outside_the_repository_is_imported_with_its_origin(tmp_path: P
     )
 
 
-def test_a_dataset_of_a_data_registry_is_imported_at_a_revision(tmp_path: Path) -> None:
-    registry = tmp_path / "registry"
-    registry.mkdir()
-    run(["git", "init", "-q"], registry)
-    run(["dvc", "init", "-q"], registry)
-    run(["dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote")], registry)
-    write_coco_2014(registry / "coco")
-    run(["dvc", "add", "coco"], registry)
-    commit(registry, "COCO v1")
-    run(["git", "tag", "v1"], registry)
-    run(["dvc", "push"], registry)
+def _registry(folder: Path, remote: Path | None) -> Path:
+    """A DVC data registry: the COCO 2014 set under coco/, committed and tagged v1; pushed to
+    `remote` (its default remote) when given, else only in the registry's own cache."""
+    folder.mkdir()
+    run(["git", "init", "-q"], folder)
+    run(["dvc", "init", "-q"], folder)
+    if remote is not None:
+        run(["dvc", "remote", "add", "-d", "storage", str(remote)], folder)
+    write_coco_2014(folder / "coco")
+    run(["dvc", "add", "coco"], folder)
+    commit(folder, "COCO v1")
+    run(["git", "tag", "v1"], folder)
+    if remote is not None:
+        run(["dvc", "push"], folder)
+    return folder
 
+
+def _changes(root: Path) -> str:
+    """What git sees changed in the project: a failed add or import must leave nothing (no params.yaml
+    edit, no data/raw/NAME, .dvc or .gitignore entry)."""
+    return run(["git", "status", "--porcelain", "--untracked-files=all"], root).stdout
+
+
+def test_a_dataset_of_a_data_registry_is_imported_at_a_revision(tmp_path: Path) -> None:
+    registry = _registry(tmp_path / "registry", remote=tmp_path / "remote")
     root = make_project(tmp_path / "project", TINY_COCO)
     result = run(["mlic", "data", "import", str(registry), "coco", "--rev", "v1", *COCO_2014_OPTIONS], root)
     assert "dvc import" in result.stdout
@@ -171,3 +184,56 @@ def test_a_dataset_inside_the_repository_but_outside_data_raw_is_refused(tmp_pat
         result.returncode == 3 and "outside data/raw/" in result.stderr and "move it to data/raw/coco" in result.stderr
     )
     assert not (root / "coco.dvc").exists()
+
+
+def test_a_missing_dataset_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "project", TINY_COCO)
+    missing = tmp_path / "datasets" / "coco2014"
+    result = run(["mlic", "data", "add", str(missing), *COCO_2014_OPTIONS], root, check=False)
+    assert result.returncode == 3 and f"{missing}: dataset not found" in result.stderr
+    assert "give the folder holding the dataset" in result.stderr
+    assert _changes(root) == ""
+
+
+def test_a_revision_the_registry_lacks_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    registry = _registry(tmp_path / "registry", remote=tmp_path / "remote")
+    root = make_project(tmp_path / "project", TINY_COCO)
+    result = run(
+        ["mlic", "data", "import", str(registry), "coco", "--rev", "v9", *COCO_2014_OPTIONS], root, check=False
+    )
+    assert result.returncode == 3
+    assert f"{registry} [--rev]: the registry has no branch, tag or commit 'v9'" in result.stderr
+    assert f"git ls-remote {registry}" in result.stderr
+    assert _changes(root) == ""
+
+
+def test_a_registry_without_a_remote_says_what_to_configure(tmp_path: Path) -> None:
+    """Its data is only in its own cache, which a clone of it (any URL) does not have."""
+    url = _registry(tmp_path / "registry", remote=None).as_uri()
+    root = make_project(tmp_path / "project", TINY_COCO)
+    result = run(["mlic", "data", "import", url, "coco", "--rev", "v1", *COCO_2014_OPTIONS], root, check=False)
+    assert result.returncode == 3
+    assert f"{url}: the registry tracks coco at v1, but its data is in no DVC remote" in result.stderr
+    assert "in the registry" in result.stderr and "dvc remote add -d" in result.stderr and "dvc push" in result.stderr
+    assert _changes(root) == ""
+
+
+def test_an_import_that_does_not_match_the_layout_is_removed_again(tmp_path: Path) -> None:
+    """The registry's files are only seen once imported: a wrong --annotations undoes the import,
+    so the corrected command runs under the same name."""
+    registry = _registry(tmp_path / "registry", remote=tmp_path / "remote")
+    root = make_project(tmp_path / "project", TINY_COCO)
+    wrong = [option.replace("instances_val2014", "instances_test2014") for option in COCO_2014_OPTIONS]
+    result = run(["mlic", "data", "import", str(registry), "coco", *wrong], root, check=False)
+    assert result.returncode == 3 and "'annotations/instances_test2014.json' is not in the dataset" in result.stderr
+    assert _changes(root) == "" and not (root / "data/raw/coco").exists()
+    run(["mlic", "data", "import", str(registry), "coco", *COCO_2014_OPTIONS], root)
+    assert (root / "data/raw/coco.dvc").is_file()
+
+
+def test_a_params_file_that_cannot_take_the_keys_stops_before_dvc_runs(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "project", TINY_COCO)
+    outside = write_coco_2014(tmp_path / "elsewhere" / "coco2014")
+    result = run(["mlic", "data", "add", str(outside), *COCO_2014_OPTIONS, "--params", "nope.yaml"], root, check=False)
+    assert result.returncode == 2 and "nope.yaml: parameters file not found" in result.stderr
+    assert _changes(root) == ""

@@ -14,15 +14,18 @@ Three ways in, each leaving `data/raw/NAME.dvc` for git:
 * a dataset of a DVC data registry → `dvc import REPO PATH [--rev R]` (`dvc update --rev` moves it).
 
 Then the params keys (`data.source`, `data.path`, `data.image_dir`) are written into params.yaml,
-comments kept, and validated like any params file.
+comments kept. They are validated like any params file before DVC runs, and a failure of DVC or of
+the layout check leaves params.yaml, data/raw/ and its .dvc files as they were.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,16 +102,22 @@ def parse_located(values: list[str] | None, option: str) -> Located | None:
     return {split: path for split, path in pairs}
 
 
-def _dvc(root: Path, *args: str) -> list[str]:
-    """Run a DVC command in the project; DataError with DVC's own message when it fails."""
+def _unexplained(output: str) -> DataError | None:
+    return None
+
+
+def _dvc(root: Path, *args: str, explain: Callable[[str], DataError | None] = _unexplained) -> list[str]:
+    """Run a DVC command in the project; when it fails, `explain`'s DataError for a failure it
+    recognises (DVC's own message for those is an internal one), else one with DVC's message."""
     command = ["dvc", *args]
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", *command], cwd=root, env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        message = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise DataError(
+        output = result.stderr.strip() or result.stdout.strip()
+        message = output.splitlines()
+        raise explain(output) or DataError(
             f"`{' '.join(command)}` failed: {' '.join(message[-3:])}",
             file=root,
             fix="run it from a git + DVC repository (`git init && dvc init`) and check the dataset's location",
@@ -139,8 +148,7 @@ def add(paths: Paths, dataset: Path, layout: Layout, params_file: Path, name: st
         raise DataError("dataset not found", file=dataset, fix="give the folder holding the dataset")
     _check_layout(dataset, layout)  # before anything is copied
     if _within(dataset, paths.raw_data.resolve()) and dataset != paths.raw_data.resolve():
-        target = dataset
-        command = _dvc(root, "add", os.path.relpath(dataset, root))
+        target, args = dataset, ["add", os.path.relpath(dataset, root)]
     elif _within(dataset, root):
         raise DataError(
             "inside the repository but outside data/raw/, the folder the prepare stage depends on",
@@ -149,9 +157,10 @@ def add(paths: Paths, dataset: Path, layout: Layout, params_file: Path, name: st
         )
     else:
         target = _free_target(paths, name or dataset.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        command = _dvc(root, "import-url", str(dataset), os.path.relpath(target, root))
-    return _point_prepare(paths, target, layout, params_file, command)
+        args = ["import-url", str(dataset), os.path.relpath(target, root)]
+    plan = _plan(paths, target, layout, params_file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return plan.finish(_dvc(root, *args))
 
 
 def import_from_registry(
@@ -163,13 +172,46 @@ def import_from_registry(
     rev: str | None = None,
     name: str | None = None,
 ) -> AddResult:
-    """`dvc import REPO PATH -o data/raw/NAME [--rev R]`: a dataset version of a DVC data registry."""
+    """`dvc import REPO PATH -o data/raw/NAME [--rev R]`: a dataset version of a DVC data registry.
+
+    The registry's files are only known once imported: an import whose layout they do not match is
+    removed again (`dvc remove --outs`), so the corrected command can run under the same name.
+    """
+    root = paths.root.resolve()
     target = _free_target(paths, name or Path(path).name)
+    plan = _plan(paths, target, layout, params_file)
     target.parent.mkdir(parents=True, exist_ok=True)
-    args = ["import", repo, path, "-o", os.path.relpath(target, paths.root.resolve())] + (["--rev", rev] if rev else [])
-    command = _dvc(paths.root.resolve(), *args)
-    _check_layout(target, layout)
-    return _point_prepare(paths, target, layout, params_file, command)
+    args = ["import", repo, path, "-o", os.path.relpath(target, root)] + (["--rev", rev] if rev else [])
+    command = _dvc(root, *args, explain=functools.partial(_import_failure, repo, path, rev))
+    try:
+        _check_layout(target, layout)
+    except DataError:
+        _dvc(root, "remove", "--outs", os.path.relpath(plan.dvc_file, root))
+        raise
+    return plan.finish(command)
+
+
+def _import_failure(repo: str, path: str, rev: str | None, output: str) -> DataError | None:
+    """The `dvc import` failures a user causes and can fix, in their terms (DVC reports the missing
+    data as an internal 'unexpected error' about a cache or remote file)."""
+    if "unknown Git revision" in output:
+        return DataError(
+            f"the registry has no branch, tag or commit {rev!r}",
+            file=repo,
+            field="--rev",
+            fix=f"give one it has (`git ls-remote {repo}` lists its branches and tags), or leave --rev out",
+        )
+    if "No storage files available" in output or "failed to load directory" in output:
+        tracked = f"{path} at {rev}" if rev else path
+        return DataError(
+            f"the registry tracks {tracked}, but its data is in no DVC remote "
+            "(nor cache) that can be reached from here",
+            file=repo,
+            fix="in the registry, configure a default remote and push the data to it: "
+            "`dvc remote add -d storage URL`, commit .dvc/config, then `dvc push` "
+            "(with a remote already set, `dvc push` is enough)",
+        )
+    return None
 
 
 def _each(located: Located | None) -> list[str]:
@@ -200,14 +242,32 @@ def _in_project(paths: Paths, target: Path, located: Located | None) -> Located 
     return {split: relative(value) for split, value in located.items()}
 
 
-def _point_prepare(paths: Paths, target: Path, layout: Layout, params_file: Path, command: list[str]) -> AddResult:
+@dataclass(frozen=True)
+class _Plan:
+    """What `add`/`import` write into params.yaml once DVC has the data; made (and validated)
+    before DVC runs, so a params file that cannot take the keys stops them with nothing done."""
+
+    target: Path
+    params_file: Path
+    keys: dict[str, Any]
+    params_text: str
+
+    @property
+    def dvc_file(self) -> Path:
+        return self.target.with_name(f"{self.target.name}.dvc")
+
+    def finish(self, command: list[str]) -> AddResult:
+        write_text(self.params_file, self.params_text)
+        return AddResult(self.target, self.dvc_file, command, self.keys)
+
+
+def _plan(paths: Paths, target: Path, layout: Layout, params_file: Path) -> _Plan:
     keys = {
         "source": layout.source,
         "path": _in_project(paths, target, layout.annotations),
         "image_dir": _in_project(paths, target, layout.images),
     }
-    write_data_params(params_file, keys)
-    return AddResult(target, target.with_name(f"{target.name}.dvc"), command, keys)
+    return _Plan(target, params_file, keys, data_params_text(params_file, keys))
 
 
 def _yaml_value(value: Located | None) -> Any:
@@ -219,8 +279,8 @@ def _yaml_value(value: Located | None) -> Any:
     return value
 
 
-def write_data_params(params_file: Path, keys: dict[str, Any]) -> None:
-    """Set data.<key> in params.yaml, keeping its comments; the result must validate first."""
+def data_params_text(params_file: Path, keys: dict[str, Any]) -> str:
+    """params.yaml's text with data.<key> set, comments kept; ConfigError unless it validates."""
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096  # keep long comment lines as they are
@@ -235,7 +295,7 @@ def write_data_params(params_file: Path, keys: dict[str, Any]) -> None:
     config_from_dict(_plain(document), str(params_file))
     text = io.StringIO()
     yaml.dump(document, text)
-    write_text(params_file, text.getvalue())
+    return text.getvalue()
 
 
 def _plain(node: Any) -> Any:
