@@ -179,6 +179,32 @@ def demo(
     the_demo.run(root, images=images, keep_serving=keep_serving)
 
 
+@app.command()
+@user_errors
+def report(
+    rev: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rev",
+            help="A git revision to compare: once, against the workspace; twice, the first against the second.",
+        ),
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Folder to write (default: reports/report).")] = None,
+    root: RootOption = Path("."),
+) -> None:
+    """An offline report (HTML and Markdown) of the metrics and pictures; with --rev, what changed."""
+    from mlic.paths import Paths
+    from mlic.report.document import revision_pair, write_report
+    from mlic.report.revisions import read_revision
+
+    setup_logging()
+    paths = Paths(root)
+    earlier, later = revision_pair(rev or [])
+    current = read_revision(paths, later)
+    before = None if earlier is None else read_revision(paths, earlier)
+    typer.echo(write_report(paths, current, before, output or paths.report_dir).summary())
+
+
 @app.command("models")
 @user_errors
 def models_command(

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from mlic.data.canonical import load_labels, load_split
 from mlic.errors import PipelineError
+from mlic.evaluation.tables import metrics_table
 from mlic.io import read_json
 from mlic.paths import Paths
 from mlic.serving import client, server
-from mlic.steps.evaluate import metrics_table
 
 #: Written by `make install` beside the environment it timed.
 INSTALL_SECONDS_FILE = Path(".venv") / ".install-seconds"

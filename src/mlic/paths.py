@@ -88,6 +88,11 @@ class Paths:
         return self.root / "reports" / "plots"
 
     @property
+    def report_dir(self) -> Path:
+        """`mlic report`'s page: index.html (self-contained) and report.md with its PNGs."""
+        return self.root / "reports" / "report"
+
+    @property
     def best_file(self) -> Path:
         return self.root / "artifacts" / "best.json"
 

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from mlic.errors import ConfigError, TrainingError
+from mlic.evaluation.tables import metrics_table
 from mlic.graph.label_graph import LabelGraph
 from mlic.models import create_model, model_spec
 from mlic.models.saved import load_model, save_model
@@ -159,9 +160,7 @@ def test_evaluate_table_shows_the_configured_top_k(trained):
     assert "CF1_top5 | OF1_top5 |" in header and "top3" not in header
     assert "nan" not in result.table()
     # the demo prints the table from evaluation.json alone: the same columns
-    assert evaluate_step.metrics_table(json.loads(paths.evaluation_metrics.read_text())) == evaluate_step.metrics_table(
-        result.per_arch
-    )
+    assert metrics_table(json.loads(paths.evaluation_metrics.read_text())) == metrics_table(result.per_arch)
 
 
 def test_evaluate_without_a_val_split_chooses_on_test(trained, caplog):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -147,6 +148,14 @@ def cooccurrence(label_names: list[str], targets: np.ndarray, predicted: np.ndar
     return _save(figure, target)
 
 
+def _label_line(mark: str, names: list[str], shown: int = 5, width: int = 42) -> str:
+    """`mark name, name, …` wrapped to the picture's width, at most `shown` names and a count of the rest."""
+    if not names:
+        return ""
+    rest = f" (+{len(names) - shown} more)" if len(names) > shown else ""
+    return textwrap.fill(f"{mark} {', '.join(names[:shown])}{rest}", width, subsequent_indent="   ")
+
+
 def predictions_grid(
     pixels: np.ndarray, targets: np.ndarray, predicted: np.ndarray, label_names: list[str], arch: str, target: Path
 ) -> Path:
@@ -154,19 +163,16 @@ def predictions_grid(
     labels it added (false positives, +) and labels it missed (−)."""
     columns = 4
     rows = -(-len(pixels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.9 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.3 * rows), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= len(pixels):
             continue
         axis.imshow(pixels[index])
         truth, said = targets[index] > 0, predicted[index] > 0
-        lines = [
-            "✓ " + ", ".join(label_names[i] for i in np.flatnonzero(truth & said)),
-            "+ " + ", ".join(label_names[i] for i in np.flatnonzero(~truth & said)),
-            "− " + ", ".join(label_names[i] for i in np.flatnonzero(truth & ~said)),
-        ]
-        axis.set_title("\n".join(line for line in lines if len(line) > 2) or "(no labels)", fontsize=6, loc="left")
+        groups = {"✓": truth & said, "+": ~truth & said, "−": truth & ~said}
+        lines = [_label_line(mark, [label_names[i] for i in np.flatnonzero(chosen)]) for mark, chosen in groups.items()]
+        axis.set_title("\n".join(line for line in lines if line) or "(no labels)", fontsize=6, loc="left")
     figure.suptitle(f"{arch} on test images: ✓ right, + false positive, − missed", fontsize=9)
     figure.tight_layout(rect=(0, 0, 1, 0.98))
     return _save(figure, target)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,6 +33,7 @@ from mlic.evaluation import plots
 from mlic.evaluation.gate import VAL_MAP, decide
 from mlic.evaluation.metrics import best_f1_thresholds, evaluate_scores, mean_average_precision
 from mlic.evaluation.predict import predict_probabilities
+from mlic.evaluation.tables import metrics_table
 from mlic.io import atomic_path, read_json, write_json
 from mlic.models.diagnostics import label_maps
 from mlic.models.saved import load_model
@@ -53,36 +53,6 @@ class ArchEvaluation:
     test_targets: np.ndarray
     #: The side the model reads images at (its saved config): the pictures show what it saw.
     image_size: int
-
-
-_TOP_K_KEY = re.compile(r"CF1_top(\d+)")
-#: Headers that differ from the metric's key.
-_HEADERS = {VAL_MAP: "val mAP"}
-
-
-def table_columns(per_arch: dict[str, dict[str, float]]) -> list[str]:
-    """The metric keys the table shows: val mAP (what chooses), then the papers' test columns.
-
-    The top-k columns are those of the k the metrics were computed with (`evaluate.top_k`), read
-    from their keys, so a table printed later from evaluation.json (the demo) shows that run's k.
-    """
-    ks = sorted(
-        {int(match[1]) for metrics in per_arch.values() for key in metrics if (match := _TOP_K_KEY.fullmatch(key))}
-    )
-    top = [f"{name}_top{k}" for k in ks for name in ("CF1", "OF1")]
-    return [VAL_MAP, "mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", *top]
-
-
-def metrics_table(per_arch: dict[str, dict[str, float]], best_arch: str | None = None) -> str:
-    """Markdown table of val mAP and the papers' test columns, the chosen architecture starred."""
-    columns = table_columns(per_arch)
-    headers = [_HEADERS.get(column, column) for column in columns]
-    lines = ["| arch | " + " | ".join(headers) + " |", "|---" * (len(columns) + 1) + "|"]
-    for arch, metrics in per_arch.items():
-        mark = " ★" if arch == best_arch else ""
-        values = " | ".join(f"{metrics.get(c, float('nan')):.1f}" for c in columns)
-        lines.append(f"| {arch}{mark} | {values} |")
-    return "\n".join(lines)
 
 
 @dataclass
