@@ -92,3 +92,32 @@ def import_(
         return versions.import_from_registry(Paths(root), repo, path, layout, params, rev, name).summary(root)
 
     typer.echo(guarded(body))
+
+
+@data_app.command("generate")
+def generate(
+    folder: Annotated[
+        Path, typer.Argument(help="The dataset folder to write (replaced whole), e.g. data/raw/benchmark.")
+    ],
+    missing_labels: Annotated[
+        float,
+        typer.Option(help="Fraction of the annotations left out, as an annotator who missed objects would (0–1)."),
+    ] = 0.0,
+    images: Annotated[
+        int | None, typer.Option(min=30, help="Number of images (default: data.synthetic.num_images).")
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Write the built-in benchmark as a COCO dataset (instances.json, images/): a data version to add."""
+
+    def body() -> str:
+        from mlic.config import load_config
+        from mlic.data.generate import generate
+
+        config = load_config(params)
+        settings = config.data.synthetic
+        if images is not None:
+            settings = settings.model_copy(update={"num_images": images})
+        return generate(folder, settings, config.data.seed, missing_labels).summary()
+
+    typer.echo(guarded(body))
