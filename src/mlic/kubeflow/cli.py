@@ -3,10 +3,11 @@
 kfp is imported inside the commands (`mlic --help` stays fast).
 """
 
+import inspect
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -107,6 +108,7 @@ def _warn_about_image(image: str) -> None:
 
 
 def _settings(
+    *,
     image: str,
     train_cpu: str,
     train_memory: str,
@@ -119,7 +121,7 @@ def _settings(
     retries: int,
     no_cache: bool,
     data_secret: str,
-    data_secret_keys: list[str] | None,
+    data_secret_key: list[str] | None,
 ) -> BuildSettings:
     """The build settings of `compile` and `submit`, from their shared options (one place, so they cannot drift)."""
     _warn_about_image(image)
@@ -130,8 +132,15 @@ def _settings(
         cache=not no_cache,
         train_parallelism=train_parallelism,
         retries=retries,
-        data_secret=DataSecret(data_secret, tuple(data_secret_keys or DataSecret().keys)),
+        data_secret=DataSecret(data_secret, tuple(data_secret_key or DataSecret().keys)),
     )
+
+
+def _settings_from(options: dict[str, Any]) -> BuildSettings:
+    """The build settings from a command's own parameters (its `locals()` on entry): `compile` and
+    `submit` take the same cluster options, and this way they are listed once more only in their
+    signatures (typer reads options from there), not again at every call."""
+    return _settings(**{name: options[name] for name in inspect.signature(_settings).parameters})
 
 
 @pipeline_app.command("compile")
@@ -156,25 +165,12 @@ def compile_command(
     data_secret_key: SecretKeysOption = None,
 ) -> None:
     """Compile the Kubeflow pipeline to YAML (params.yaml becomes the `params` default)."""
+    options = locals()
 
     def action() -> None:
         from mlic.kubeflow.pipeline import compile_pipeline
 
-        settings = _settings(
-            image,
-            train_cpu,
-            train_memory,
-            gpu_type,
-            gpus,
-            gpu_toleration,
-            gpu_node_selector,
-            shm_size,
-            train_parallelism,
-            retries,
-            no_cache,
-            data_secret,
-            data_secret_key,
-        )
+        settings = _settings_from(options)
         written = compile_pipeline(settings, _params_json(params, set_), output)
         typer.echo(f"pipeline compiled → {written} (image {settings.image})")
 
@@ -247,6 +243,7 @@ def submit_command(
 
     The token comes from $KF_PIPELINES_TOKEN, else the file $KF_PIPELINES_SA_TOKEN_PATH names.
     """
+    options = locals()
 
     def action() -> None:
         from mlic.kubeflow.pipeline import compile_pipeline
@@ -254,21 +251,7 @@ def submit_command(
 
         params_json = _params_json(params, set_)
         arguments = {"params": params_json, **_pipeline_arguments(param)}
-        settings = _settings(
-            image,
-            train_cpu,
-            train_memory,
-            gpu_type,
-            gpus,
-            gpu_toleration,
-            gpu_node_selector,
-            shm_size,
-            train_parallelism,
-            retries,
-            no_cache,
-            data_secret,
-            data_secret_key,
-        )
+        settings = _settings_from(options)
         with tempfile.TemporaryDirectory(prefix="mlic-submit-") as tmp:
             package = compile_pipeline(settings, params_json, Path(tmp) / "mlic.yaml")
             submission = submit(
