@@ -14,7 +14,7 @@ from mlic.errors import ConfigError, DataError
 from mlic.evaluation.tables import Table
 from mlic.paths import Paths
 from mlic.report.document import comparison_tables, revision_pair, write_report
-from mlic.report.revisions import WORKSPACE, RevisionMetrics, read_revision
+from mlic.report.revisions import WORKSPACE, RevisionMetrics, read_revision, val_curve_file
 
 PER_CLASS = (
     "label,test_positives,AP_baseline,AP_sgfn,threshold_baseline,threshold_sgfn\n"
@@ -30,6 +30,10 @@ def write_run(root: Path, maps: dict[str, float], per_class: str = PER_CLASS) ->
     paths.evaluation_metrics.write_text(json.dumps(metrics))
     paths.per_class_metrics.write_text(per_class)
     paths.data_metrics.write_text(json.dumps({"images": {"train": 10, "test": 4}, "image_labels": {"train": 20}}))
+    for arch, value in maps.items():  # dvclive's layout: a step and a value per epoch
+        curve = val_curve_file(paths, arch)
+        curve.parent.mkdir(parents=True, exist_ok=True)
+        curve.write_text(f"step\tmAP\n0\t{value / 2}\n1\t{value}\n")
     return paths
 
 
@@ -75,8 +79,14 @@ def test_revisions_are_read_from_git_and_a_bad_one_is_named(tmp_path: Path) -> N
     paths = write_run(root, {"baseline": 50.0})
     commit(root, "v1")
     write_run(root, {"baseline": 55.0})
-    assert read_revision(paths, "HEAD").per_arch["baseline"]["mAP"] == 50.0
-    assert read_revision(paths).per_arch["baseline"]["mAP"] == 55.0
+    committed, workspace = read_revision(paths, "HEAD"), read_revision(paths)
+    assert committed.per_arch["baseline"]["mAP"] == 50.0 and committed.val_curves == {"baseline": [25.0, 50.0]}
+    assert workspace.per_arch["baseline"]["mAP"] == 55.0 and workspace.val_curves == {"baseline": [27.5, 55.0]}
+    # both revisions' curves are drawn for the comparison, beside the page and inside it
+    result = write_report(paths, workspace, committed, paths.report_dir)
+    assert (paths.report_dir / "curves_by_revision.png").is_file()
+    assert "](curves_by_revision.png)" in result.markdown.read_text(encoding="utf-8")
+    assert "Validation mAP per epoch, both revisions" in result.html.read_text(encoding="utf-8")
     with pytest.raises(ConfigError, match="no revision 'v9'") as unknown:
         read_revision(paths, "v9")
     assert unknown.value.field == "--rev"

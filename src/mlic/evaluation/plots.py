@@ -58,6 +58,21 @@ def training_curves(histories: dict[str, list[dict[str, float]]], target: Path) 
     return _save(figure, target)
 
 
+def curves_by_revision(curves: dict[str, dict[str, list[float]]], target: Path) -> Path:
+    """Validation mAP per epoch of every model at each revision (`{rev: {arch: [mAP...]}}`): one
+    colour per model, one line style per revision, so a model's two versions sit side by side."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    archs = list(dict.fromkeys(arch for per_arch in curves.values() for arch in per_arch))
+    colours = {arch: f"C{index % 10}" for index, arch in enumerate(archs)}
+    for style, (rev, per_arch) in zip(("--", "-", ":", "-."), curves.items(), strict=False):
+        for arch, values in per_arch.items():
+            epochs = np.arange(1, len(values) + 1)
+            axes.plot(epochs, values, style, color=colours[arch], marker="o", markersize=3, label=f"{arch} ({rev})")
+    axes.set(xlabel="epoch", ylabel="mAP (%)", title="Validation mAP per epoch, by revision", ylim=(0, 100))
+    axes.legend(fontsize=7, ncol=2)
+    return _save(figure, target)
+
+
 def per_class_ap(label_names: list[str], ap_by_arch: dict[str, np.ndarray], target: Path) -> Path:
     """Per-class AP of every architecture: where the label graph helps, and where it does not."""
     figure, axes = plt.subplots(figsize=(max(8, 0.5 * len(label_names)), 4.5))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlic.errors import ConfigError
+from mlic.evaluation import plots
 from mlic.evaluation.gate import VAL_MAP, decide
 from mlic.evaluation.tables import Table, metrics_rows
 from mlic.io import atomic_dir
@@ -30,6 +31,16 @@ COMPARED = ("mAP", "CF1", "OF1", VAL_MAP)
 class Picture:
     title: str
     path: Path
+    #: Its name beside report.md when `path`'s own would not do (a picture drawn for the page).
+    name: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The plots keep their names; others are prefixed by their folder (the graph's graph.png)."""
+        if self.name is not None:
+            return self.name
+        folder = self.path.parent.name
+        return self.path.name if folder == "plots" else f"{folder}_{self.path.name}"
 
 
 @dataclass
@@ -128,7 +139,11 @@ def pictures(paths: Paths) -> list[Picture]:
     return named + [Picture(f"Label attention: {path.stem.removeprefix('attention_')}", path) for path in attention]
 
 
-def sections(paths: Paths, current: RevisionMetrics, before: RevisionMetrics | None) -> list[Section]:
+def sections(
+    paths: Paths, current: RevisionMetrics, before: RevisionMetrics | None, compared: list[Picture]
+) -> list[Section]:
+    """The page: the models now; with an earlier revision, what changed (tables and `compared`,
+    the pictures drawn for the comparison); then the workspace's pictures."""
     chosen = decide(current.per_arch, 0.0).best_arch if current.per_arch else None
     models = Section(
         f"Models ({current.rev})",
@@ -142,6 +157,7 @@ def sections(paths: Paths, current: RevisionMetrics, before: RevisionMetrics | N
                 f"What changed: {before.rev} → {current.rev}",
                 "Per architecture, per class (test AP) and per split. Δ is the later revision minus the earlier.",
                 comparison_tables(before, current),
+                compared,
             )
         )
     result.append(Section("Pictures (workspace)", pictures=pictures(paths)))
@@ -179,13 +195,6 @@ def render_html(title: str, content: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def _picture_name(picture: Picture) -> str:
-    """The PNG's name beside the Markdown: the graph's is prefixed, the plots keep theirs."""
-    return (
-        picture.path.name if picture.path.parent.name == "plots" else f"{picture.path.parent.name}_{picture.path.name}"
-    )
-
-
 def render_markdown(title: str, content: list[Section]) -> str:
     parts = [f"# {title}"]
     for section in content:
@@ -194,11 +203,22 @@ def render_markdown(title: str, content: list[Section]) -> str:
             parts.append(section.text)
         parts += [table.markdown() for table in section.tables]
         parts += [
-            f"### {picture.title}\n\n![{picture.title}]({_picture_name(picture)})"
+            f"### {picture.title}\n\n![{picture.title}]({picture.file_name})"
             for picture in section.pictures
             if picture.path.is_file()
         ]
     return "\n\n".join(parts) + "\n"
+
+
+def _draw_comparison(before: RevisionMetrics, after: RevisionMetrics, folder: Path) -> list[Picture]:
+    """Both revisions' validation curves in one picture, drawn into the page's folder (it exists
+    for this comparison only); none when neither revision has curves."""
+    if not (before.val_curves or after.val_curves):
+        return []
+    name = "curves_by_revision.png"
+    picture = Picture("Validation mAP per epoch, both revisions", folder / name, name)
+    plots.curves_by_revision({before.rev: before.val_curves, after.rev: after.val_curves}, picture.path)
+    return [picture]
 
 
 def write_report(paths: Paths, current: RevisionMetrics, before: RevisionMetrics | None, output: Path) -> ReportResult:
@@ -206,14 +226,17 @@ def write_report(paths: Paths, current: RevisionMetrics, before: RevisionMetrics
     revisions = current.rev if before is None else f"{before.rev} → {current.rev}"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"mlic report: {paths.root.resolve().name}, {revisions} ({stamp})"
-    content = sections(paths, current, before)
-    drawn = [picture for section in content for picture in section.pictures if picture.path.is_file()]
-    missing = [picture.path for section in content for picture in section.pictures if not picture.path.is_file()]
     with atomic_dir(output) as staging:
+        compared = [] if before is None else _draw_comparison(before, current, staging)
+        content = sections(paths, current, before, compared)
+        shown = [picture for section in content for picture in section.pictures]
+        drawn = [picture for picture in shown if picture.path.is_file()]
+        missing = [picture.path for picture in shown if not picture.path.is_file()]
         (staging / "index.html").write_text(render_html(title, content), encoding="utf-8")
         (staging / "report.md").write_text(render_markdown(title, content), encoding="utf-8")
         for picture in drawn:
-            shutil.copyfile(picture.path, staging / _picture_name(picture))
+            if picture.path.parent != staging:
+                shutil.copyfile(picture.path, staging / picture.file_name)
     return ReportResult(output / "index.html", output / "report.md", len(drawn), missing)
 
 

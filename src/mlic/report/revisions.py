@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ class RevisionMetrics:
     per_class_ap: dict[str, dict[str, float]]
     #: metrics/data.json: images and labels per split (empty when the revision has none).
     data: dict[str, Any]
+    #: dvclive's validation mAP per epoch, by arch (an arch without its curve is left out).
+    val_curves: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _read_text(paths: Paths, relative: Path, rev: str) -> str:
@@ -85,4 +87,19 @@ def read_revision(paths: Paths, rev: str = WORKSPACE) -> RevisionMetrics:
         data = json.loads(_read_text(paths, relative(paths.data_metrics), rev))
     except DataError:  # data counts are a bonus: a revision from before they existed still compares
         data = {}
-    return RevisionMetrics(rev, per_arch, per_class, data)
+    curves = {}
+    for arch in per_arch:
+        try:
+            curves[arch] = _tsv_column(_read_text(paths, relative(val_curve_file(paths, arch)), rev), "mAP")
+        except DataError:  # likewise the curves: a model trained by other means has none
+            continue
+    return RevisionMetrics(rev, per_arch, per_class, data, curves)
+
+
+def val_curve_file(paths: Paths, arch: str) -> Path:
+    """Where dvclive keeps a model's validation mAP per epoch (`val/mAP`, one row a step)."""
+    return paths.train_logs(arch) / "plots" / "metrics" / "val" / "mAP.tsv"
+
+
+def _tsv_column(text: str, column: str) -> list[float]:
+    return [float(row[column]) for row in csv.DictReader(io.StringIO(text), delimiter="\t")]
