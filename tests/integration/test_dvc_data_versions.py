@@ -207,6 +207,44 @@ def test_a_revision_the_registry_lacks_is_named_and_nothing_is_written(tmp_path:
     assert _changes(root) == ""
 
 
+@pytest.mark.parametrize(("path", "listing"), [("nosuch", ""), ("coco/nosuch", " coco")])
+def test_a_path_the_registry_lacks_is_named_and_nothing_is_written(tmp_path: Path, path: str, listing: str) -> None:
+    """DVC alone says "unexpected error - ['nosuch']"; a path inside a dataset DVC tracks is looked
+    up in the dataset's listing."""
+    registry = _registry(tmp_path / "registry", remote=tmp_path / "remote")
+    root = make_project(tmp_path / "project", TINY_COCO)
+    result = run(["mlic", "data", "import", str(registry), path, "--rev", "v1", *COCO_2014_OPTIONS], root, check=False)
+    assert result.returncode == 3
+    assert f"{registry} [PATH]: the registry has no {path!r} at v1" in result.stderr
+    assert f"`dvc list {registry}{listing} --rev v1` lists them" in result.stderr
+    assert _changes(root) == ""
+
+
+def test_a_registry_url_with_credentials_is_never_printed_with_them(tmp_path: Path) -> None:
+    """Nothing listens on port 1: the clone fails, and git's and DVC's messages name the URL."""
+    root = make_project(tmp_path / "project", TINY_COCO)
+    url = "http://mlic:s3cr3t@127.0.0.1:1/registry.git"
+    result = run(["mlic", "data", "import", url, "coco", *COCO_2014_OPTIONS], root, check=False)
+    shown = "http://***@127.0.0.1:1/registry.git"
+    assert result.returncode == 3 and f"{shown}: the registry cannot be cloned" in result.stderr
+    assert f"git ls-remote {shown}" in result.stderr
+    assert "s3cr3t" not in result.stdout + result.stderr
+    assert _changes(root) == ""
+
+
+def test_another_dvc_failure_passes_dvcs_message_on_with_an_accurate_fix(tmp_path: Path) -> None:
+    """A dataset committed to git cannot also be a DVC output: DVC's message says so, and the fix
+    does not send a user already in a DVC project to `git init && dvc init`."""
+    root = make_project(tmp_path / "project", TINY_COCO)
+    write_coco_2014(root / "data" / "raw" / "coco")
+    commit(root, "COCO in git")
+    result = run(["mlic", "data", "add", "data/raw/coco", *COCO_2014_OPTIONS], root, check=False)
+    assert result.returncode == 3 and "`dvc add data/raw/coco` failed:" in result.stderr
+    assert "already tracked by SCM" in result.stderr
+    assert "fix: DVC's message says what it refused; `dvc add data/raw/coco -v` prints its details" in result.stderr
+    assert "git init" not in result.stderr and _changes(root) == ""
+
+
 def test_a_registry_without_a_remote_says_what_to_configure(tmp_path: Path) -> None:
     """Its data is only in its own cache, which a clone of it (any URL) does not have."""
     url = _registry(tmp_path / "registry", remote=None).as_uri()

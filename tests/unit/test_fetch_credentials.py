@@ -19,7 +19,7 @@ from http_stub import QuietHandler, serving
 
 from mlic.errors import PipelineError
 from mlic.kubeflow import tasks
-from mlic.kubeflow.fetch import redact
+from mlic.urls import redact
 
 TOKEN = "s3cr3t-t0ken"
 

@@ -15,14 +15,17 @@ Three ways in, each leaving `data/raw/NAME.dvc` for git:
 
 Then the params keys (`data.source`, `data.path`, `data.image_dir`) are written into params.yaml,
 comments kept. They are validated like any params file before DVC runs, and a failure of DVC or of
-the layout check leaves params.yaml, data/raw/ and its .dvc files as they were.
+the layout check leaves params.yaml, data/raw/ and its .dvc files as they were. A registry URL that
+carries credentials is printed without them (`mlic.urls.redact`), in errors and summaries alike.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
+import posixpath
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,6 +40,9 @@ from mlic.config import config_from_dict
 from mlic.errors import ConfigError, DataError
 from mlic.io import write_text
 from mlic.paths import Paths
+from mlic.urls import redact
+
+log = logging.getLogger(__name__)
 
 #: A path inside the dataset, or one per split ({"train": ..., "test": ...}).
 Located = str | dict[str, str]
@@ -61,11 +67,20 @@ class AddResult:
     params: dict[str, Any]
 
     def summary(self, root: Path) -> str:
+        """What was done and what to commit, the command's URL without credentials; the .dvc file
+        DVC wrote keeps them (it records the URL as given), which git must not get."""
         target, dvc_file = (os.path.relpath(path, root.resolve()) for path in (self.target, self.dvc_file))
         keys = ", ".join(f"data.{key}={value}" for key, value in self.params.items())
+        command = " ".join(self.command)
+        credentials = (
+            f"warning: {dvc_file} holds the URL with its credentials: delete them from its `url:` before "
+            "committing it, and give them to git through a credential helper instead\n"
+            if redact(command) != command
+            else ""
+        )
         return (
-            f"{' '.join(self.command)}: {target} is under DVC ({dvc_file})\n"
-            f"params.yaml: {keys}\n"
+            f"{redact(command)}: {target} is under DVC ({dvc_file})\n"
+            f"params.yaml: {keys}\n{credentials}"
             f"next: git add {dvc_file} {os.path.join(os.path.dirname(dvc_file), '.gitignore')} params.yaml "
             "&& git commit, then `dvc repro`"
         )
@@ -108,7 +123,8 @@ def _unexplained(output: str) -> DataError | None:
 
 def _dvc(root: Path, *args: str, explain: Callable[[str], DataError | None] = _unexplained) -> list[str]:
     """Run a DVC command in the project; when it fails, `explain`'s DataError for a failure it
-    recognises (DVC's own message for those is an internal one), else one with DVC's message."""
+    recognises (DVC's own message for those is an internal one), else one with DVC's message: the
+    project is known to be a DVC one by then (`_dvc_project`), so that message is all we know."""
     command = ["dvc", *args]
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     result = subprocess.run(
@@ -116,13 +132,35 @@ def _dvc(root: Path, *args: str, explain: Callable[[str], DataError | None] = _u
     )
     if result.returncode != 0:
         output = result.stderr.strip() or result.stdout.strip()
-        message = output.splitlines()
+        shown = redact(" ".join(command))
         raise explain(output) or DataError(
-            f"`{' '.join(command)}` failed: {' '.join(message[-3:])}",
+            f"`{shown}` failed: {redact(_dvc_message(output))}",
             file=root,
-            fix="run it from a git + DVC repository (`git init && dvc init`) and check the dataset's location",
+            fix=f"DVC's message says what it refused; `{shown} -v` prints its details",
         )
     return command
+
+
+def _dvc_message(output: str) -> str:
+    """DVC's error on one line: from its `ERROR:` line on (what comes before is progress), without
+    the support footer. Its first line says what is wrong; the lines after it, how to fix it."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("ERROR:")), max(len(lines) - 3, 0))
+    kept = [line for line in lines[start:] if not line.startswith("Having any troubles?")]
+    return " ".join(kept).removeprefix("ERROR:").strip()
+
+
+def _dvc_project(paths: Paths) -> Path:
+    """The project root, once it is known to hold a DVC project: DVC's own error elsewhere ('you are
+    not inside of a DVC repository') does not say which folder it looked in."""
+    root = paths.root.resolve()
+    if not (root / ".dvc").is_dir():
+        raise DataError(
+            "not a DVC project (no .dvc/ folder)",
+            file=root,
+            fix="run from the project root or pass --root; a new project needs `git init && dvc init` first",
+        )
+    return root
 
 
 def _within(path: Path, folder: Path) -> bool:
@@ -142,11 +180,11 @@ def _free_target(paths: Paths, name: str) -> Path:
 
 def add(paths: Paths, dataset: Path, layout: Layout, params_file: Path, name: str | None = None) -> AddResult:
     """`dvc add` a folder under data/raw/, or `dvc import-url` one from outside the repository."""
-    root = paths.root.resolve()
     dataset = dataset.resolve()
     if not dataset.exists():
         raise DataError("dataset not found", file=dataset, fix="give the folder holding the dataset")
     _check_layout(dataset, layout)  # before anything is copied
+    root = _dvc_project(paths)
     if _within(dataset, paths.raw_data.resolve()) and dataset != paths.raw_data.resolve():
         target, args = dataset, ["add", os.path.relpath(dataset, root)]
     elif _within(dataset, root):
@@ -177,9 +215,10 @@ def import_from_registry(
     The registry's files are only known once imported: an import whose layout they do not match is
     removed again (`dvc remove --outs`), so the corrected command can run under the same name.
     """
-    root = paths.root.resolve()
+    root = _dvc_project(paths)
     target = _free_target(paths, name or Path(path).name)
     plan = _plan(paths, target, layout, params_file)
+    _check_registry(repo, path, rev)
     target.parent.mkdir(parents=True, exist_ok=True)
     args = ["import", repo, path, "-o", os.path.relpath(target, root)] + (["--rev", rev] if rev else [])
     command = _dvc(root, *args, explain=functools.partial(_import_failure, repo, path, rev))
@@ -191,22 +230,60 @@ def import_from_registry(
     return plan.finish(command)
 
 
+def _check_registry(repo: str, path: str, rev: str | None) -> None:
+    """Stop before `dvc import` when the registry cannot be cloned, lacks `rev` or lacks `path`:
+    DVC's own errors for these are internal ones ('SCM error', "unexpected error - ['nosuch']").
+
+    Asked of DVC's file system of the registry, opened as `dvc import` opens it, so the answer is
+    DVC's own exception, not a message parsed. What it cannot tell (a path inside a dataset whose
+    data is in no reachable remote) is left to `dvc import`, which reports it. DVC's clones of the
+    registry are removed again.
+    """
+    from dvc.api import DVCFileSystem
+    from dvc.repo.open_repo import clean_repos
+    from dvc.scm import CloneError, RevError
+
+    shown = redact(repo)
+    try:
+        DVCFileSystem(repo, rev=rev, subrepos=True).info(path)
+    except CloneError:
+        raise DataError(
+            "the registry cannot be cloned from here",
+            file=shown,
+            fix=f"`git ls-remote {shown}` shows git's reason (URL, network, access); "
+            "credentials belong in a git credential helper, not in the URL",
+        ) from None
+    except RevError:
+        raise DataError(
+            f"the registry has no branch, tag or commit {rev!r}",
+            file=shown,
+            field="--rev",
+            fix=f"give one it has (`git ls-remote {shown}` lists its branches and tags), or leave --rev out",
+        ) from None
+    except FileNotFoundError:
+        parent = posixpath.dirname(path.strip("/"))
+        listing = ["dvc list", shown, *([parent] if parent else []), *(["--rev", rev] if rev else [])]
+        raise DataError(
+            f"the registry has no {path!r}" + (f" at {rev}" if rev else ""),
+            file=shown,
+            field="PATH",
+            fix=f"give a path it has: `{' '.join(listing)}` lists them",
+        ) from None
+    except Exception as error:  # cannot tell from here: `dvc import` tries and reports it
+        log.debug("%s was not looked up in %s before importing: %s", path, shown, redact(repr(error)))
+    finally:
+        clean_repos()
+
+
 def _import_failure(repo: str, path: str, rev: str | None, output: str) -> DataError | None:
     """The `dvc import` failures a user causes and can fix, in their terms (DVC reports the missing
     data as an internal 'unexpected error' about a cache or remote file)."""
-    if "unknown Git revision" in output:
-        return DataError(
-            f"the registry has no branch, tag or commit {rev!r}",
-            file=repo,
-            field="--rev",
-            fix=f"give one it has (`git ls-remote {repo}` lists its branches and tags), or leave --rev out",
-        )
     if "No storage files available" in output or "failed to load directory" in output:
         tracked = f"{path} at {rev}" if rev else path
         return DataError(
             f"the registry tracks {tracked}, but its data is in no DVC remote "
             "(nor cache) that can be reached from here",
-            file=repo,
+            file=redact(repo),
             fix="in the registry, configure a default remote and push the data to it: "
             "`dvc remote add -d storage URL`, commit .dvc/config, then `dvc push` "
             "(with a remote already set, `dvc push` is enough)",

@@ -13,7 +13,6 @@ import typer
 
 from mlic.cli_common import ParamsOption, SetOption, guarded
 from mlic.errors import PipelineError
-from mlic.kubeflow.fetch import redact
 from mlic.kubeflow.settings import (
     DATA_PARAMETERS,
     DEFAULT_IMAGE,
@@ -22,6 +21,7 @@ from mlic.kubeflow.settings import (
     TrainResources,
     image_warning,
 )
+from mlic.urls import redact
 
 pipeline_app = typer.Typer(no_args_is_help=True, add_completion=False)
 

@@ -9,7 +9,7 @@ gives (docs/operations.md).
 
 Credentials belong in that environment (a Kubernetes Secret), not in the URL; a URL that carries
 them anyway (`https://user:token@host/...`) is shown as `https://***@host/...` in every log
-line, error and artifact metadata (`redact`) — git and dvc print the URL back in their errors.
+line, error and artifact metadata (`mlic.urls.redact`) — git and dvc print the URL back in their errors.
 """
 
 from __future__ import annotations
@@ -22,20 +22,14 @@ import sys
 from pathlib import Path
 
 from mlic.errors import PipelineError
+from mlic.urls import redact
 
 log = logging.getLogger(__name__)
 
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
-#: The userinfo (`user:token@`) of every URL in a text.
-URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 #: Seconds a git or dvc call may take before we call the remote unreachable.
 GIT_TIMEOUT_S = 120
 DVC_TIMEOUT_S = 6 * 3600
-
-
-def redact(text: str) -> str:
-    """`text` with the credentials of every URL in it replaced by `***`."""
-    return URL_CREDENTIALS.sub("***@", text)
 
 
 def _run(command: list[str], timeout: int, what: str, fix: str) -> str:

@@ -22,6 +22,7 @@ from mlic.errors import PipelineError
 from mlic.io import read_json, write_json, write_text
 from mlic.kubeflow import fetch, layout
 from mlic.kubeflow.params import parse_params, plan
+from mlic.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def fetch_data(repo_url: str, commit: str, path: str, data: ArtifactLike) -> Non
     its credentials.
     """
     target = _folder(data)
-    manifest = {"repo_url": fetch.redact(repo_url), "commit": commit, "path": path if repo_url else ""}
+    manifest = {"repo_url": redact(repo_url), "commit": commit, "path": path if repo_url else ""}
     data.metadata.update(manifest)
     if repo_url:
         fetch.fetch(repo_url, commit, path, target)
