@@ -6,6 +6,7 @@ Only what the stages hash is copied (dvc.yaml, sources, data/raw/), with params 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,3 +62,22 @@ def make_project(root: Path, params: dict) -> Path:
     run(["dvc", "init", "-q"], root)
     commit(root, "init")
     return root
+
+
+def readme_block(marker: str) -> str:
+    """The first ```bash block after `marker` in the README: what a walkthrough test runs as written."""
+    text = (PROJECT / "README.md").read_text(encoding="utf-8")
+    assert marker in text, f"the README lost its marker {marker!r}"
+    return text[text.index(marker) :].split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def run_script(root: Path, script: str) -> str:
+    """`script` run by bash in `root` as a user would type it, stopping at the first failure; all it
+    printed, each command traced (`+ ...`) before its output."""
+    identity = "export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t"
+    return run(["bash", "-c", f"set -euo pipefail\nexec 2>&1\n{identity}\nset -x\n{script}"], root).stdout
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages DVC ran, in order, once per run (an experiment sweep runs one several times)."""
+    return re.findall(r"^Running stage '([^']+)'", output, flags=re.MULTILINE)

@@ -86,3 +86,21 @@ def test_reading_params_imports_neither_torch_nor_timm() -> None:
         [sys.executable, "-c", code, str(PROJECT / "params.yaml")], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def _missing(settings: dict, written: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of `settings` (recursively) that `written` lacks."""
+    missing = []
+    for key, value in settings.items():
+        if key not in written:
+            missing.append(f"{prefix}{key}")
+        elif isinstance(value, dict) and isinstance(written[key], dict):
+            missing += _missing(value, written[key], f"{prefix}{key}.")
+    return missing
+
+
+def test_params_yaml_lists_every_key_so_an_experiment_can_set_it() -> None:
+    """`dvc exp run -S models.mlgcn.label_graph=none` is refused ("Key 'label_graph' is not in
+    struct") unless params.yaml has the key: every knob and setting is written there, defaults too."""
+    settings = load_config(PROJECT / "params.yaml").model_dump(by_alias=True, mode="json")
+    assert _missing(settings, yaml.safe_load((PROJECT / "params.yaml").read_text())) == []

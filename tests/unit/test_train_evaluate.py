@@ -1,11 +1,13 @@
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from mlic.config import apply_overrides, config_from_dict
 from mlic.errors import ConfigError, TrainingError
 from mlic.evaluation.tables import metrics_table
 from mlic.graph.label_graph import LabelGraph
@@ -72,12 +74,16 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(graphed, monk
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
 
 
-def test_changed_params_do_not_resume_a_stale_checkpoint(graphed):
+@pytest.mark.parametrize("override", ["train.lr=0.001", "models.baseline.dropout=0.5"])
+def test_changed_params_do_not_resume_a_stale_checkpoint(graphed, override, caplog):
+    """A checkpoint records the settings and knobs it was made with: an experiment with other
+    ones (`dvc exp run -S`) starts fresh, and says so, rather than continue another's state."""
     config, paths = graphed
     train_step.run(config, paths, "baseline")
-    changed = config.model_copy(deep=True)
-    changed.train.lr = 0.001
-    assert train_step.run(changed, paths, "baseline").resumed_at_epoch == 0
+    changed = config_from_dict(apply_overrides(config.to_dict(), [override]))
+    with caplog.at_level(logging.INFO, logger="mlic.training.checkpoints"):
+        assert train_step.run(changed, paths, "baseline").resumed_at_epoch == 0
+    assert "is from other data/params: starting fresh" in caplog.text
 
 
 def test_diverging_loss_names_the_knob(graphed):
