@@ -322,6 +322,18 @@ def figures(runs: list[Run], row: str, field: str) -> list[float]:
     return [getattr(run, field) for run in runs if run.row == row]
 
 
+def data_seeds_of(runs: list[Run], row: str) -> set[int]:
+    return {run.data_seed for run in runs if run.row == row}
+
+
+def compare(runs: list[Run], row: str, reference: str, field: str = "mAP") -> Difference:
+    """`row` − `reference` over the data seeds both were trained on: data seeds differ in
+    difficulty, so a row run on fewer of them is compared with the reference on those only."""
+    shared = data_seeds_of(runs, row) & data_seeds_of(runs, reference)
+    mine, theirs = ([run for run in runs if run.data_seed in shared and run.row == name] for name in (row, reference))
+    return welch([getattr(run, field) for run in mine], [getattr(run, field) for run in theirs])
+
+
 def table(runs: list[Run], rows: list[Row]) -> str:
     """Every row against the references present in the run and, for a variant, against its
     architecture as configured."""
@@ -339,17 +351,16 @@ def table(runs: list[Run], rows: list[Row]) -> str:
         "label-query cos",
         "attention entropy",
         "pointing game: labels / shared",
+        "runs (data seeds)",
         "params (M)",
         "train s/epoch",
     ]
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for row in rows:
         maps = figures(runs, row.name, "mAP")
-        deltas = ["–" if row.name == name else str(welch(maps, figures(runs, name, "mAP"))) for name in references]
+        deltas = ["–" if row.name == name else str(compare(runs, row.name, name)) for name in references]
         if has_variants:
-            deltas.append(
-                str(welch(maps, figures(runs, row.arch, "mAP"))) if row.knobs and row.arch in present else "–"
-            )
+            deltas.append(str(compare(runs, row.name, row.arch)) if row.knobs and row.arch in present else "–")
         mine = [run for run in runs if run.row == row.name]
         lines.append(
             f"| {row.name} | {spread(maps)} | {spread(figures(runs, row.name, 'val_mAP'))} | {' | '.join(deltas)} "
@@ -357,6 +368,7 @@ def table(runs: list[Run], rows: list[Row]) -> str:
             f"| {np.mean(figures(runs, row.name, 'other_AP')):.1f} "
             f"| {attention_figure(figures(runs, row.name, 'label_query_cosine'))} "
             f"| {attention_figure(figures(runs, row.name, 'attention_entropy'))} | {pointing_figure(runs, row.name)} "
+            f"| {len(mine)} ({', '.join(map(str, sorted(data_seeds_of(runs, row.name))))}) "
             f"| {mine[0].parameters / 1e6:.2f} "
             f"| {np.mean(figures(runs, row.name, 'seconds_per_epoch')):.1f} |"
         )
@@ -373,8 +385,8 @@ def context_table(runs: list[Run], rows: list[Row], control: str = "msshared") -
     for row in rows:
         if row.name == control:
             continue
-        look = welch(figures(runs, row.name, "look_alike_AP"), figures(runs, control, "look_alike_AP"))
-        other = welch(figures(runs, row.name, "other_AP"), figures(runs, control, "other_AP"))
+        look = compare(runs, row.name, control, "look_alike_AP")
+        other = compare(runs, row.name, control, "other_AP")
         lines.append(f"| {row.name} | {look} | {other} | {'yes' if look.delta > other.delta else 'no'} |")
     return "\n".join(lines)
 
@@ -386,12 +398,11 @@ def verdict(runs: list[Run], rows: list[Row]) -> str:
     if "msshared" not in present:
         return "targets: need msshared in the run to judge the research models"
     lines = []
-    shared_maps = figures(runs, "msshared", "mAP")
     for name in (row.name for row in rows if row.arch in RESEARCH and not row.knobs):
-        lead = welch(figures(runs, name, "mAP"), shared_maps)
+        lead = compare(runs, name, "msshared")
         cosine = float(np.nanmean(figures(runs, name, "label_query_cosine")))
-        look = np.mean(figures(runs, name, "look_alike_AP")) - np.mean(figures(runs, "msshared", "look_alike_AP"))
-        other = np.mean(figures(runs, name, "other_AP")) - np.mean(figures(runs, "msshared", "other_AP"))
+        look = compare(runs, name, "msshared", "look_alike_AP").delta
+        other = compare(runs, name, "msshared", "other_AP").delta
         pointing = float(np.mean(figures(runs, name, "pointing_game")))
         shared = float(np.mean(figures(runs, name, "pointing_shared")))
         checks = [
@@ -426,9 +437,11 @@ def write_report(path: Path, command: str, settings: str, body: str, started: da
         f"Command: `{command}`  \n"
         f"Date: {started:%Y-%m-%d %H:%M} UTC  \n"
         f"Settings: {settings}\n\n"
-        "mAP and AP in %, test split unless named val, mean ± std over every (data seed, train seed) run. "
+        "mAP and AP in %, test split unless named val, mean ± std over every (data seed, train seed) run of the row "
+        "(their count and data seeds in `runs`). "
         "Knobs are chosen on val mAP; test is reported, never chosen on. Δ is the difference of means with "
-        "its 95% Welch confidence interval. Look-alike AP is the mean AP of "
+        "its 95% Welch confidence interval, over the data seeds both rows have (they differ in difficulty). "
+        "Look-alike AP is the mean AP of "
         f"{', '.join('/'.join(group) for group in LOOK_ALIKE_GROUPS)} (one sprite each, told apart only by "
         "their companions), other AP that of the remaining categories. Label-query cos is the mean cosine "
         "between the label queries of the model's label-guided attention (about 0: each label looks for its "

@@ -66,6 +66,7 @@ def test_quality_bench_compares_every_row_with_the_references_and_the_controls(t
     }
     assert list(rows) == ["baseline", "msshared", "cmasge", "cmasge[queries=learned]"]  # references first
     for name, row in rows.items():
+        assert row["runs (data seeds)"] == "4 (0, 1)"
         assert re.fullmatch(r"\d+\.\d ± \d+\.\d", row["test mAP"]) and re.fullmatch(
             r"\d+\.\d ± \d+\.\d", row["val mAP"]
         )
