@@ -182,7 +182,8 @@ class Trainer:
         if self.settings.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, self.settings.max_steps_per_epoch)
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, self.settings.lr, self.settings.head_lr_scale, self.settings.weight_decay)
+            param_groups(self.model, self.settings.lr, self.settings.head_lr_scale, self.settings.weight_decay),
+            fused=True,  # one kernel for all parameters: the per-tensor loop took 0.8 s of MSRN's 3 s step on CPU
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(self.settings.epochs * self.steps_per_epoch)
