@@ -25,6 +25,7 @@ from mlic.models.layers import (
     WeightedSum,
     ablated_graph_inputs,
 )
+from mlic.models.layers.attention import ChannelAttentionPool
 from mlic.models.mgsgn import MultiPerspectiveGraph
 from mlic.models.saved import load_model, save_model
 
@@ -599,6 +600,44 @@ def test_channel_attention_pools_each_channel_with_its_own_weights() -> None:
     torch.testing.assert_close(weights.sum(-1), torch.ones(1, 1))
     with pytest.raises(ValueError):
         attend(torch.ones(1, 2), keys, values=keys)
+
+
+def broadcast_channel_pool(labels: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Per-channel attention pooling as its definition reads, every `[B, C, D, N]` weight at once."""
+    scores = labels.unsqueeze(-1) * keys.unsqueeze(1)
+    return (scores.softmax(dim=-1) * keys.unsqueeze(1)).sum(dim=-1)
+
+
+@pytest.mark.parametrize("batched_labels", [False, True])
+@pytest.mark.parametrize("chunk_elements", [1 << 21, 40])  # one chunk; one image and a few labels per chunk
+def test_chunked_channel_pooling_equals_its_definition_with_its_gradients(
+    batched_labels: bool, chunk_elements: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(ChannelAttentionPool.CHUNK_ELEMENTS, "cpu", chunk_elements)
+    generator = torch.Generator().manual_seed(0)
+    shape = (3, 5, 4) if batched_labels else (5, 4)
+    labels = torch.randn(shape, dtype=torch.float64, generator=generator).requires_grad_()
+    keys = torch.randn(3, 4, 6, dtype=torch.float64, generator=generator).requires_grad_()
+    assert torch.autograd.gradcheck(ChannelAttentionPool.apply, (labels, keys))
+    expected = broadcast_channel_pool(labels, keys)
+    pooled = ChannelAttentionPool.apply(labels, keys)
+    torch.testing.assert_close(pooled, expected)
+    upstream = torch.randn(expected.shape, dtype=torch.float64, generator=generator)
+    torch.testing.assert_close(
+        torch.autograd.grad(pooled, (labels, keys), upstream),
+        torch.autograd.grad(expected, (labels, keys), upstream),
+    )
+
+
+def test_channel_pooling_stays_finite_for_sharp_labels() -> None:
+    """Labels of norm 10³ make `exp(l·k)` overflow float32 unless the max is taken out first."""
+    generator = torch.Generator().manual_seed(1)
+    labels = (1000 * torch.randn(7, 16, generator=generator)).requires_grad_()
+    keys = torch.randn(2, 16, 9, generator=generator).requires_grad_()
+    pooled = ChannelAttentionPool.apply(labels, keys)
+    torch.testing.assert_close(pooled, broadcast_channel_pool(labels, keys))
+    pooled.sum().backward()
+    assert torch.isfinite(labels.grad).all() and torch.isfinite(keys.grad).all()
 
 
 def test_residual_graph_attention_keeps_a_labels_own_features() -> None:
