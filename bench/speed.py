@@ -38,6 +38,7 @@ from mlic.graph.label_graph import LabelGraph, synthetic_label_graph
 from mlic.knobs import Knobs
 from mlic.models import create_model, list_models
 from mlic.paths import Paths
+from mlic.training.loop import adamw
 
 REFERENCE = "baseline"
 
@@ -113,7 +114,7 @@ def measure(archs: list[str], setting: Setting, rounds: int, warmup: int) -> tup
     """Interleaved timing: every round times each model once (in a rotated order), so load from
     other processes hits all models alike. Returns timings and parameter counts."""
     models = {arch: setting.build(arch) for arch in archs}
-    optimizers = {arch: torch.optim.AdamW(model.parameters(), lr=1e-4) for arch, model in models.items()}
+    optimizers = {arch: adamw(model, lr=1e-4) for arch, model in models.items()}
     images, targets = setting.batch()
     timings = {arch: Timings() for arch in archs}
     # Exported once, from the initial weights: their values do not change the time.
@@ -148,7 +149,7 @@ def cuda_peak_mib(arch: str, setting: Setting, steps: int) -> float:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model = setting.build(arch).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = adamw(model, lr=1e-4)
     images, targets = setting.batch()
     for _ in range(steps):
         train_step(model, optimizer, images, targets, amp=True)
@@ -167,7 +168,7 @@ def memory_probe(arch: str, setting: Setting, steps: int) -> float:
     """Peak RSS increase (MiB) over `steps` training steps, from a state where the model, its
     optimizer and the batch already exist. Runs in its own process (see `--memory-probe`)."""
     model = setting.build(arch).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = adamw(model, lr=1e-4)
     images, targets = setting.batch()
     before = _rss_kib("VmRSS")
     with contextlib.suppress(OSError):  # reset the peak-RSS mark where the kernel allows it
