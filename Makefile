@@ -37,8 +37,8 @@ stop: install
 pipeline: install  ## compile the Kubeflow pipeline to pipelines/compiled/mlic.yaml
 	$(BIN)/mlic pipeline compile
 
-faults-report: install  ## run the fault-injection tests and write bench/results/faults.md
-	MLIC_FAULTS_REPORT=bench/results/faults.md $(BIN)/pytest tests/faults
+faults-report: install  ## run the fault-injection tests (marked `fault`) and write bench/results/faults.md
+	MLIC_FAULTS_REPORT=bench/results/faults.md $(BIN)/pytest -m fault
 
 components: install  ## regenerate the reusable kfp component specs in components/
 	$(BIN)/mlic pipeline components

@@ -20,6 +20,8 @@ from annotation_fixtures import TEST_DATA, write_coco_2014, write_noise_image
 
 from mlic.config import Config, config_from_dict
 
+pytest_plugins = ["fault_report"]  # `make faults-report`: the reliability table from every `fault` test
+
 
 # ---------------------------------------------------------------------------------------------
 # Data fixtures (prepare / validate): text annotations live in tests/data, images are drawn here

@@ -27,7 +27,7 @@ from mlic.errors import ServingError
 from mlic.models.saved import load_model
 from mlic.paths import Paths
 from mlic.serving import client, server
-from mlic.serving.endpoint import Endpoint, inference_token, read_key_file, token_expired
+from mlic.serving.endpoint import Endpoint, inference_token, read_key_file, running_endpoint, token_expired
 
 pytestmark = pytest.mark.slow
 
@@ -188,11 +188,25 @@ def test_server_is_locked_down(endpoint: Endpoint) -> None:
         assert url.startswith("http://127.0.0.1:")
 
 
-def test_second_start_on_the_same_root_is_refused(endpoint: Endpoint, packaged_root: Path) -> None:
+@pytest.mark.fault(
+    "a second `mlic serve` on a project whose endpoint is running",
+    "refused with one message naming the running server",
+    "the first server: same process, still answering predictions",
+)
+def test_second_start_on_the_same_root_is_refused(endpoint: Endpoint, packaged_root: Path, photo: Path) -> None:
     with pytest.raises(ServingError, match="already running"):
         server.start(Paths(packaged_root), port=0)
+    assert psutil.pid_exists(endpoint.pid)
+    assert running_endpoint(Paths(packaged_root)).pid == endpoint.pid  # its state file untouched
+    (answer,) = client.predict_files(Paths(packaged_root), [photo])
+    assert answer["labels"] is not None
 
 
+@pytest.mark.fault(
+    "kill -9 of the TorchServe worker process",
+    "TorchServe starts a new worker; the next request succeeds",
+    "the endpoint, its model and its token",
+)
 def test_a_killed_worker_is_restarted_and_the_next_request_succeeds(endpoint: Endpoint, photo: Path) -> None:
     def workers() -> list[psutil.Process]:
         children = psutil.Process(endpoint.pid).children(recursive=True)
