@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from mlic.cli import app
 from mlic.data.coco import load_coco
 from mlic.errors import DataError
 
@@ -93,6 +96,24 @@ def test_broken_instances_file_names_file_and_field(coco_dataset: tuple[Path, Pa
     assert caught.value.file == str(instances)
     assert caught.value.field == field
     assert caught.value.fix
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=list(BROKEN))
+def test_mlic_prepare_on_a_broken_file_prints_one_error_and_writes_nothing(
+    coco_dataset: tuple[Path, Path], tmp_path: Path, case: str
+) -> None:
+    """The corpus as a user meets it: exit code, one message naming file and field, no traceback,
+    no prepared data and no staging folder left."""
+    instances, image_dir = coco_dataset
+    breaks, field, _ = BROKEN[case]
+    breaks(instances)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"source": "coco", "path": str(instances), "image_dir": str(image_dir)}}))
+    result = CliRunner().invoke(app, ["prepare", "--params", str(params), "--root", str(tmp_path)])
+    assert result.exit_code == DataError.exit_code, result.output
+    assert str(instances) in result.output and (field is None or f"[{field}]" in result.output), result.output
+    assert "fix: " in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "data").exists() or list((tmp_path / "data").iterdir()) == []
 
 
 def test_missing_paths_name_the_config_field(coco_dataset: tuple[Path, Path], tmp_path: Path) -> None:
