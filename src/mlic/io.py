@@ -51,7 +51,18 @@ def _process_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Killed but not yet waited for by its parent (a stage killed with `dvc repro`, whose orphan
+    waits on a PID 1 that may never reap it): it answers kill(pid, 0) and will write nothing more.
+    Read from /proc where there is one; elsewhere a zombie counts as alive."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"  # the state follows the parenthesised command
 
 
 def _is_stale(entry: Path, host: str, pid: int) -> bool:

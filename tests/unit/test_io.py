@@ -122,6 +122,22 @@ def test_the_temporary_of_a_live_writer_is_kept(tmp_path: Path) -> None:
     assert [p.name for p in remove_stale_temporaries(tmp_path)] == [writer.line]
 
 
+def test_the_temporary_of_a_killed_writer_not_yet_reaped_goes_too(tmp_path: Path) -> None:
+    """A killed writer whose parent has not waited for it (a zombie: DVC killed with its stage, a
+    container whose PID 1 reaps nobody) still answers kill(pid, 0); it writes nothing any more."""
+    target = tmp_path / "last.pt"
+    writer = Writer(HOLD_A_FILE_WRITE, target)
+    writer.process.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{writer.process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the killed writer never became a zombie"
+        time.sleep(0.01)
+    try:
+        assert [p.name for p in remove_stale_temporaries(tmp_path)] == [writer.line]
+    finally:
+        writer.kill()  # reaps it
+
+
 def test_a_temporary_from_another_host_goes_only_when_old(tmp_path: Path) -> None:
     fresh = tmp_path / ".last.pt.mlic-tmp-other_host-4242-0a1b2c3d"
     old = tmp_path / ".model.mlic-tmp-other_host-4242-deadbeef"
