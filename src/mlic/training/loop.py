@@ -39,7 +39,7 @@ from mlic.models import create_model, model_spec
 from mlic.models.saved import save_model
 from mlic.paths import Paths
 from mlic.training import distributed
-from mlic.training.checkpoints import load_checkpoint, run_fingerprint, save_checkpoint
+from mlic.training.checkpoints import CheckpointWriter, load_checkpoint, run_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +355,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         start_epoch, history = self._resume()
         live = self._open_live(history)
+        checkpoints = CheckpointWriter()
         try:
             for epoch in range(start_epoch, self.settings.epochs):
                 seed = epoch_seed(self.settings.seed, epoch, self.context.rank)
@@ -376,11 +377,13 @@ class Trainer:
                         val_map,
                         seconds,
                     )
-                    save_checkpoint(self.paths.checkpoint_file(self.arch), self._state(epoch + 1, history))
+                    checkpoints.save(self.paths.checkpoint_file(self.arch), self._state(epoch + 1, history))
                     if live is not None:
                         log_epoch(live, history[-1])
                 distributed.barrier(self.context)
+            checkpoints.wait()
         finally:
+            checkpoints.close()
             if live is not None:
                 live.end()
         return self._result(start_epoch, history)
