@@ -165,7 +165,8 @@ def _chunks(labels: Tensor, keys: Tensor) -> list[tuple[slice, slice]]:
     """(images, labels) slices covering the batch, each chunk's weights about `CHUNK_ELEMENTS`."""
     batch, channels, locations = keys.shape
     count = labels.shape[-2]
-    budget = ChannelAttentionPool.CHUNK_ELEMENTS.get(keys.device.type, 1 << 28)
+    budgets = ChannelAttentionPool.CHUNK_ELEMENTS
+    budget = budgets.get(keys.device.type, budgets["cuda"])  # other accelerators: the GPU's
     per_image = channels * count * locations
     images = max(1, budget // per_image)
     queries = count if images > 1 else max(1, budget // (channels * locations))
@@ -191,7 +192,7 @@ def _exponentials(label_t: Tensor, keys: Tensor) -> Tensor:
 def _powers(keys: Tensor, highest: int) -> Tensor:
     """`[b, D, N, highest + 1]`: the keys, their squares (`highest` 2), and ones, for one matmul
     with the weights to give every softmax moment the pooling needs."""
-    powers = [keys, keys * keys][:highest]
+    powers = (keys, keys * keys) if highest == 2 else (keys,)
     return torch.stack([*powers, torch.ones_like(keys)], dim=-1)
 
 
