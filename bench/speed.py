@@ -8,7 +8,9 @@ Absolute images/s on a shared CPU say little; the ratio to the `baseline` model 
 global pool → linear), timed in the same run with measurements interleaved round by round, is
 what we compare: a graph head is "light" when its ratio stays near 1. The same rounds time each
 model's `torch.export` program (dynamic batch, what a server could load instead of the eager
-module): "exported × eager" above 1 would mean serving should switch to it. Each figure is the
+module): "exported × eager" above 1 would mean serving should switch to it. A twin of each model with
+its backbone in NCHW is trained in the same rounds: "NHWC step × NCHW" below 1 is what the
+default channels-last backbone saves. Each figure is the
 best of the rounds (other processes only ever add time, so the minimum is the least disturbed
 measurement; medians drift with the machine's load). Peak training memory is measured per model
 in a fresh subprocess (RSS delta over a few training steps), so one model's allocator history
@@ -37,6 +39,7 @@ from mlic.data.synthetic import CATEGORIES
 from mlic.graph.label_graph import LabelGraph, synthetic_label_graph
 from mlic.knobs import Knobs
 from mlic.models import create_model, list_models
+from mlic.models.layers import Backbone
 from mlic.paths import Paths
 from mlic.training.loop import adamw
 
@@ -72,6 +75,8 @@ class Timings:
     inference_s: list[float] = field(default_factory=list)
     exported_inference_s: list[float] = field(default_factory=list)
     train_step_s: list[float] = field(default_factory=list)
+    #: The same step with the backbone in NCHW (`Backbone.use_channels_last(False)`), a twin model.
+    train_step_nchw_s: list[float] = field(default_factory=list)
 
 
 def load_graph(path: Path, num_classes: int) -> tuple[LabelGraph, str]:
@@ -115,6 +120,11 @@ def measure(archs: list[str], setting: Setting, rounds: int, warmup: int) -> tup
     other processes hits all models alike. Returns timings and parameter counts."""
     models = {arch: setting.build(arch) for arch in archs}
     optimizers = {arch: adamw(model, lr=1e-4) for arch, model in models.items()}
+    nchw_models = {arch: setting.build(arch) for arch in archs}
+    for model in nchw_models.values():
+        for backbone in (module for module in model.modules() if isinstance(module, Backbone)):
+            backbone.use_channels_last(False)
+    nchw_optimizers = {arch: adamw(model, lr=1e-4) for arch, model in nchw_models.items()}
     images, targets = setting.batch()
     timings = {arch: Timings() for arch in archs}
     # Exported once, from the initial weights: their values do not change the time.
@@ -135,10 +145,18 @@ def measure(archs: list[str], setting: Setting, rounds: int, warmup: int) -> tup
                 lambda model=model, arch=arch: train_step(model, optimizers[arch], images, targets, setting.amp),
                 setting.device,
             )
+            nchw_model = nchw_models[arch].train()
+            nchw_step = timed(
+                lambda model=nchw_model, arch=arch: train_step(
+                    model, nchw_optimizers[arch], images, targets, setting.amp
+                ),
+                setting.device,
+            )
             if round_index >= warmup:
                 timings[arch].inference_s.append(inference)
                 timings[arch].exported_inference_s.append(exported_inference)
                 timings[arch].train_step_s.append(step)
+                timings[arch].train_step_nchw_s.append(nchw_step)
     params = {arch: sum(p.numel() for p in model.parameters()) for arch, model in models.items()}
     return timings, params
 
@@ -218,17 +236,19 @@ def table(
         f"### {title}",
         "",
         "| arch | params (M) | inference img/s | inference × baseline | exported × eager | train step (ms) "
-        f"| train step × baseline | {memory_header} |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| train step × baseline | NHWC step × NCHW | {memory_header} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arch, timing in timings.items():
         infer = min(timing.inference_s)
         exported = min(timing.exported_inference_s)
         train = min(timing.train_step_s)
+        nchw = min(timing.train_step_nchw_s)
         mem = f"{memory[arch]:.0f}" if arch in memory else "–"
         lines.append(
             f"| {arch} | {params[arch] / 1e6:.1f} | {batch_size / infer:.1f} | {ref_infer / infer:.2f} | "
-            f"{infer / exported:.2f} | {train * 1e3:.0f} | {train / ref_train:.2f} | {mem} |"
+            f"{infer / exported:.2f} | {train * 1e3:.0f} | {train / ref_train:.2f} | "
+            f"{train / nchw:.2f} | {mem} |"
         )
     return "\n".join(lines)
 

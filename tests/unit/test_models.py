@@ -320,6 +320,27 @@ def test_dilated_backbone_returns_the_deepest_stage_at_stride_16() -> None:
     assert backbone.channels == [512] and deepest.shape[-1] == IMAGE_SIZE // 16
 
 
+def test_backbone_runs_channels_last_and_hands_on_contiguous_maps_equal_to_nchw() -> None:
+    """The body's conv weights are NHWC and a saved model rebuilds into that layout; the heads get
+    contiguous maps with the values an NCHW body computes."""
+    torch.manual_seed(0)
+    backbone = Backbone("resnet18", strides=(8, 16, 32)).eval()
+    assert backbone.body.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    rebuilt = Backbone("resnet18", strides=(8, 16, 32)).eval()
+    rebuilt.load_state_dict(backbone.state_dict())
+    assert rebuilt.body.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = images()
+    with torch.no_grad():
+        nhwc = backbone(batch)
+        backbone.use_channels_last(False)
+        assert backbone.body.conv1.weight.is_contiguous()
+        nchw = backbone(batch)
+    for fast, plain, again in zip(nhwc, nchw, rebuilt(batch), strict=True):
+        assert fast.is_contiguous() and plain.is_contiguous()
+        torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(again, fast)
+
+
 def test_backbone_that_cannot_dilate_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as error:
         Backbone("tresnet_m", strides=(16,), output_stride=16)
@@ -600,6 +621,19 @@ def test_channel_attention_pools_each_channel_with_its_own_weights() -> None:
     torch.testing.assert_close(weights.sum(-1), torch.ones(1, 1))
     with pytest.raises(ValueError):
         attend(torch.ones(1, 2), keys, values=keys)
+
+
+def test_short_channel_queries_pool_the_mean_plus_query_times_spatial_variance() -> None:
+    """Why MSRN's queries can collapse without losing anything (docs/models.md): while q·k varies
+    little over the locations, the pooled channel is its mean plus q times its variance over the
+    locations, linear in q, so a label's classifier weights absorb its query."""
+    torch.manual_seed(0)
+    keys = torch.randn(2, 8, 3, 3)
+    labels = 1e-3 * torch.randn(5, 8)
+    pooled = LabelGuidedAttention("channel")(labels, keys)
+    flat = keys.flatten(2)
+    expected = flat.mean(-1).unsqueeze(1) + labels * flat.var(-1, unbiased=False).unsqueeze(1)
+    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=0)
 
 
 def broadcast_channel_pool(labels: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,12 @@ The papers speak of "stages 2–4" of a ResNet, which are the stride 8/16/32 map
 number their levels differently (ConvNeXt and TResNet start at stride 4, EfficientNet at 2), so
 stages are chosen by their reduction from `feature_info`, and channels are read from it too —
 never hard-coded.
+
+The body runs channels-last (NHWC): oneDNN's and cuDNN's fast convolutions want it, and on the
+demo's CPU a ResNet-18 training step takes about two thirds of the time it does in NCHW
+(docs/results.md, speed). The heads do not: their reshapes of `[B, C, H, W]` into rows of
+locations would each copy a channels-last map, and MSRN's step ran 6× slower with the whole model
+channels-last. So the maps leave the backbone contiguous again, a copy of a few small tensors.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+import torch
 from torch import Tensor, nn
 
 from mlic.errors import ConfigError
@@ -79,6 +86,12 @@ class Backbone(nn.Module):
         self.level_indices: list[int] = [len(all_reductions) - 1 - all_reductions[::-1].index(s) for s in strides]
         self.channels: list[int] = [all_channels[i] for i in self.level_indices]
         self.reductions: list[int] = list(strides)
+        self.use_channels_last(True)
+
+    def use_channels_last(self, enabled: bool) -> None:
+        """Run the body in NHWC (the default) or NCHW; `bench/speed.py` times both side by side."""
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        self.body.to(memory_format=self.memory_format)
 
     @classmethod
     def deepest(cls, name: str, pretrained_path: str | None, feature_stride: FeatureStride = 32) -> Backbone:
@@ -92,5 +105,5 @@ class Backbone(nn.Module):
         return self.channels[-1]
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        levels = self.body(images)
-        return [levels[i] for i in self.level_indices]
+        levels = self.body(images.contiguous(memory_format=self.memory_format))
+        return [levels[i].contiguous() for i in self.level_indices]
