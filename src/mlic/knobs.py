@@ -108,6 +108,10 @@ class MsrnKnobs(QueryKnobs):
     """Label/group query and projected-map width."""
     word_dim: Count = 256
     """The linear layer on the word vectors."""
+    word_norm: float = Field(1.0, gt=0.0)
+    """Length the label word vectors are scaled to before that layer. The graph step makes every vector unit length;
+    the reference feeds raw GloVe vectors, several times longer, so there the word signal outweighs the layer's bias.
+    At 1 the bias is as large as the signal and the queries start alike (docs/models.md)."""
     gat_hidden: Count = 300
     """Hidden GAT width."""
     gat_heads: Count = 1

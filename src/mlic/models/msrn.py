@@ -44,16 +44,25 @@ class LabelSemantics(nn.Module):
     (global: DiffPool of the label queries), with the label-to-group assignment `[C, K]`."""
 
     def __init__(
-        self, embedding_dim: int, word_dim: int, hidden_dim: int, dim: int, heads: int, num_groups: int
+        self,
+        *,
+        embedding_dim: int,
+        word_dim: int,
+        word_norm: float,
+        hidden_dim: int,
+        dim: int,
+        heads: int,
+        num_groups: int,
     ) -> None:
         super().__init__()
+        self.word_norm = word_norm
         self.words = nn.Linear(embedding_dim, word_dim)
         self.local = GATStack([word_dim, hidden_dim, dim], heads, residual=True, activate_last=True)
         self.pool = DiffPool(dim, num_groups, heads)
 
     def forward(self, embeddings: Tensor, adjacency: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """→ label queries `[C, D]`, group queries `[K, D]`, assignment `[C, K]`."""
-        labels = self.local(self.words(embeddings), adjacency)
+        labels = self.local(self.words(self.word_norm * embeddings), adjacency)
         groups, assignment = self.pool(F.relu(labels), adjacency)
         return labels, groups, assignment
 
@@ -67,6 +76,7 @@ class MSRN(nn.Module):
         *,
         semantic_dim: int,
         word_dim: int,
+        word_norm: float,
         gat_hidden: int,
         gat_heads: int,
         pool_ratio: float,
@@ -84,7 +94,15 @@ class MSRN(nn.Module):
         self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
         register_graph_buffers(self, graph, label_graph)
         self.semantics = (
-            LabelSemantics(graph.embedding_dim, word_dim, gat_hidden, semantic_dim, gat_heads, num_groups)
+            LabelSemantics(
+                embedding_dim=graph.embedding_dim,
+                word_dim=word_dim,
+                word_norm=word_norm,
+                hidden_dim=gat_hidden,
+                dim=semantic_dim,
+                heads=gat_heads,
+                num_groups=num_groups,
+            )
             if queries == "semantic"
             else None
         )
