@@ -8,14 +8,14 @@ Absolute images/s on a shared CPU say little; the ratio to the `baseline` model 
 global pool → linear), timed in the same run with measurements interleaved round by round, is
 what we compare: a graph head is "light" when its ratio stays near 1. The same rounds time each
 model's `torch.export` program (dynamic batch, what a server could load instead of the eager
-module): "exported × eager" above 1 would mean serving should switch to it. A twin of each model with
-its backbone in NCHW is trained in the same rounds: "NHWC step × NCHW" below 1 is what the
-default channels-last backbone saves. Each figure is the
-best of the rounds (other processes only ever add time, so the minimum is the least disturbed
-measurement; medians drift with the machine's load). Peak training memory is measured per model
-in a fresh subprocess (RSS delta over a few training steps), so one model's allocator history
-cannot flatter or blame another. With CUDA, the same table is repeated at 448 px with bf16
-autocast and the GPU's max allocated memory.
+module): "exported × eager" above 1 would mean serving should switch to it. A twin of each model
+with its backbone in NCHW is trained in the same rounds: "NHWC step × NCHW" below 1 is what the
+default channels-last backbone saves. Each figure is the best of the rounds (other processes
+only ever add time, so the minimum is the least disturbed measurement; medians drift with the
+machine's load). Peak training memory is measured per model in a fresh subprocess (RSS delta
+over a few training steps), so one model's allocator history cannot flatter or blame another.
+With CUDA, the same table is repeated at 448 px with bf16 autocast and the GPU's max allocated
+memory.
 """
 
 from __future__ import annotations

@@ -624,7 +624,7 @@ def test_channel_attention_pools_each_channel_with_its_own_weights() -> None:
 
 
 def test_short_channel_queries_pool_the_mean_plus_query_times_spatial_variance() -> None:
-    """Why MSRN's queries can collapse without losing anything (docs/models.md): while q·k varies
+    """Why MSRN's queries can collapse without losing anything (models.msrn.word_norm): while q·k varies
     little over the locations, the pooled channel is its mean plus q times its variance over the
     locations, linear in q, so a label's classifier weights absorb its query."""
     torch.manual_seed(0)

@@ -6,10 +6,11 @@ stages are chosen by their reduction from `feature_info`, and channels are read 
 never hard-coded.
 
 The body runs channels-last (NHWC): oneDNN's and cuDNN's fast convolutions want it, and on the
-demo's CPU a ResNet-18 training step takes about two thirds of the time it does in NCHW
-(docs/results.md, speed). The heads do not: their reshapes of `[B, C, H, W]` into rows of
-locations would each copy a channels-last map, and MSRN's step ran 6× slower with the whole model
-channels-last. So the maps leave the backbone contiguous again, a copy of a few small tensors.
+demo's CPU it takes 2–17 % off every model's training step (docs/results.md, speed). The heads
+do not: their reshapes of `[B, C, H, W]` into rows of locations would each copy a channels-last
+map, and with the whole model channels-last MSRN's step ran about 6× slower (one run, with other
+work on the machine). So the maps leave the backbone contiguous again, a copy of a few small
+tensors.
 """
 
 from __future__ import annotations
