@@ -222,7 +222,9 @@ class CmasgeKnobs(QueryKnobs):
         return scales
 
 
-class MsbaselineKnobs(Knobs):
+class MultiScaleControlKnobs(Knobs):
+    """Knobs both label-agnostic multi-scale controls have."""
+
     dim: Count = 512
     """Width every stage is projected to."""
     projection: Projection = "conv_bn_relu"
@@ -231,7 +233,13 @@ class MsbaselineKnobs(Knobs):
     """Fusion of the stages' logits."""
 
 
-class MssharedKnobs(MsbaselineKnobs):
+class MsbaselineKnobs(MultiScaleControlKnobs):
+    pool: PoolKind = "avg"
+    """Global pool of every projected stage. `max` is what MSRN's per-channel attention tends to when its queries
+    are long and share one sign pattern (each channel's softmax over the locations turns into its maximum)."""
+
+
+class MssharedKnobs(MultiScaleControlKnobs):
     attention: Similarity = "cosine"
     """Attention of the one shared query: set it to the research model's under test."""
 

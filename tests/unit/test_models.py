@@ -268,7 +268,7 @@ def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None
             "attention": "cosine",
             "label_graph": "shuffled",
         },
-        "msbaseline": {"dim": 32, "projection": "plain", "layer_fusion": "sum"},
+        "msbaseline": {"dim": 32, "projection": "plain", "layer_fusion": "sum", "pool": "max"},
         "msshared": {"dim": 32, "projection": "plain", "layer_fusion": "mean", "attention": "channel"},
         "cmasge": {
             "semantic_dim": 32,
@@ -282,6 +282,20 @@ def test_non_default_knobs_build_and_train(arch: str, graph: LabelGraph) -> None
     model = build(arch, graph, **knobs).train()
     training_loss(model, images()).backward()
     assert all(parameter.grad is not None for parameter in model.parameters())
+
+
+def test_msbaseline_max_pool_reads_each_stage_channel_maximum(graph: LabelGraph) -> None:
+    """`pool: max`, the label-agnostic control for MSRN's long per-channel queries: every stage
+    head reads each projected channel's maximum over the locations."""
+    model = perturbed(build("msbaseline", graph, dim=32, layer_fusion="sum", pool="max")).eval()
+    batch = images()
+    with torch.no_grad():
+        stages = model.project(model.backbone(batch))
+        pairs = list(zip(model.heads, stages, strict=True))
+        expected = sum(head.fc(stage.amax(dim=(2, 3))) for head, stage in pairs)
+        averaged = sum(head.fc(stage.mean(dim=(2, 3))) for head, stage in pairs)
+        torch.testing.assert_close(model(batch), expected)
+        assert not torch.allclose(expected, averaged)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -5,8 +5,9 @@ reads one 3×3 map (at 96 px) with one head. A research model's lead over the ba
 mixes two effects: several scales with attention pooling, and label-specific semantics. These
 controls keep the first and drop the second, so the second can be measured:
 
-- `msbaseline`: the same stages and projection, average pooling per stage, a linear head per
-  stage, the stage logits fused by learned weights. No label graph, no attention.
+- `msbaseline`: the same stages and projection, average pooling per stage (max with `pool:
+  max`), a linear head per stage, the stage logits fused by learned weights. No label graph,
+  no attention.
 - `msshared`: the same, but each stage is pooled by attention with **one learned query shared
   by all labels**, read by per-label classifiers — the strongest label-agnostic control, and
   the one a claim about label-specific attention has to beat. It is also what a research
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mlic.knobs import BranchFusion, MsbaselineKnobs, MssharedKnobs, Projection, Similarity
+from mlic.knobs import BranchFusion, MsbaselineKnobs, MssharedKnobs, PoolKind, Projection, Similarity
 from mlic.models.layers import (
     STAGES_2_TO_4,
     Backbone,
@@ -42,11 +43,12 @@ class MultiScaleBaseline(nn.Module):
         dim: int,
         projection: Projection,
         layer_fusion: BranchFusion,
+        pool: PoolKind,
     ) -> None:
         super().__init__()
         self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
         self.project = MultiScaleProjection(self.backbone.channels, dim, projection)
-        self.heads = nn.ModuleList(GlobalPoolClassifier(dim, num_classes) for _ in self.backbone.channels)
+        self.heads = nn.ModuleList(GlobalPoolClassifier(dim, num_classes, pool) for _ in self.backbone.channels)
         self.fuse = WeightedSum(len(self.backbone.channels), layer_fusion)
 
     def forward(self, images: Tensor) -> Tensor:
