@@ -47,8 +47,15 @@ from scipy import stats
 from mlic.config import Config, load_config
 from mlic.data.canonical import load_labels
 from mlic.data.synthetic import LOOK_ALIKE_GROUPS
+from mlic.evaluation.metrics import mean_average_precision
 from mlic.io import read_json, write_json
-from mlic.models.diagnostics import ImageBoxes, pointing_game, probe_label_attention
+from mlic.models.diagnostics import (
+    ImageBoxes,
+    averaged_query_probabilities,
+    eval_probabilities,
+    pointing_game,
+    probe_label_attention,
+)
 from mlic.models.saved import load_model
 from mlic.paths import Paths
 from mlic.steps import graph, prepare, train, validate
@@ -103,6 +110,10 @@ class Run:
     pointing_shared: float
     #: The labels' own hits per stage (or scale), in the order the model attends.
     pointing_per_stage: tuple[float, ...]
+    #: Test mAP points the differences between the label queries are worth: the model's own
+    #: queries against every label asking with the mean query (NaN without label-guided
+    #: attention, and in runs recorded before this field).
+    distinct_query_mAP: float = float("nan")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -209,6 +220,7 @@ class TestSplit:
 
     images: torch.Tensor
     boxes: list[ImageBoxes]
+    targets: np.ndarray
 
     @classmethod
     def load(cls, config: Config, paths: Paths) -> TestSplit:
@@ -220,7 +232,8 @@ class TestSplit:
             for label, box in record.boxes:
                 per_label.setdefault(label, []).append(box)
             boxes.append(ImageBoxes(record.width, record.height, per_label))
-        return cls(torch.stack([dataset[index][0] for index in range(len(dataset))]), boxes)
+        images = torch.stack([dataset[index][0] for index in range(len(dataset))])
+        return cls(images, boxes, dataset.targets().numpy())
 
 
 def train_and_evaluate(config: Config, paths: Paths, test: TestSplit, row: Row, data_seed: int, seed: int) -> Run:
@@ -235,6 +248,7 @@ def train_and_evaluate(config: Config, paths: Paths, test: TestSplit, row: Row, 
     model, _ = load_model(paths.model_dir(arch))
     attention = probe_label_attention(model, test.images[:8])
     pointing = pointing_game(model, test.images, test.boxes, len(names))
+    distinct = distinct_query_map(model, test)
     look_alike, other = context_split_ap(config, names, evaluation.per_class_ap)
     nan = float("nan")
     return Run(
@@ -255,7 +269,18 @@ def train_and_evaluate(config: Config, paths: Paths, test: TestSplit, row: Row, 
         pointing_game=nan if pointing is None else pointing.mean,
         pointing_shared=nan if pointing is None else pointing.shared_mean,
         pointing_per_stage=() if pointing is None else tuple(round(hit, 1) for hit in pointing.per_stage),
+        distinct_query_mAP=distinct,
     )
+
+
+def distinct_query_map(model: torch.nn.Module, test: TestSplit) -> float:
+    """Test mAP with the model's own label queries minus with every query replaced by their mean,
+    both scored here on the same tensors (NaN without label-guided attention)."""
+    averaged = averaged_query_probabilities(model, test.images)
+    if averaged is None:
+        return float("nan")
+    own = eval_probabilities(model, test.images)
+    return mean_average_precision(own.numpy(), test.targets) - mean_average_precision(averaged.numpy(), test.targets)
 
 
 def context_split_ap(config: Config, names: list[str], per_class_ap: np.ndarray) -> tuple[float, float]:
@@ -271,6 +296,15 @@ def attention_figure(values: list[float]) -> str:
     """Mean over runs of a label-attention figure, or a dash for a model without that attention."""
     finite = [value for value in values if np.isfinite(value)]
     return f"{np.mean(finite):.2f}" if finite else "–"
+
+
+def distinct_figure(values: list[float]) -> str:
+    """Mean ± std over the runs that measured it, with their count when some did not; a dash for none."""
+    measured = [value for value in values if not np.isnan(value)]
+    if not measured:
+        return "–"
+    figure = f"{np.mean(measured):+.1f}" + (f" ± {np.std(measured, ddof=1):.1f}" if len(measured) > 1 else "")
+    return figure if len(measured) == len(values) else f"{figure} ({len(measured)} runs)"
 
 
 def pointing_figure(runs: list[Run], row: str) -> str:
@@ -351,6 +385,7 @@ def table(runs: list[Run], rows: list[Row]) -> str:
         "label-query cos",
         "attention entropy",
         "pointing game: labels / shared",
+        "mAP owed to distinct queries",
         "runs (data seeds)",
         "params (M)",
         "train s/epoch",
@@ -368,6 +403,7 @@ def table(runs: list[Run], rows: list[Row]) -> str:
             f"| {np.mean(figures(runs, row.name, 'other_AP')):.1f} "
             f"| {attention_figure(figures(runs, row.name, 'label_query_cosine'))} "
             f"| {attention_figure(figures(runs, row.name, 'attention_entropy'))} | {pointing_figure(runs, row.name)} "
+            f"| {distinct_figure(figures(runs, row.name, 'distinct_query_mAP'))} "
             f"| {len(mine)} ({', '.join(map(str, sorted(data_seeds_of(runs, row.name))))}) "
             f"| {mine[0].parameters / 1e6:.2f} "
             f"| {np.mean(figures(runs, row.name, 'seconds_per_epoch')):.1f} |"
@@ -449,8 +485,10 @@ def write_report(path: Path, command: str, settings: str, body: str, started: da
         "attention entropy is that of each label's weights over the locations as a fraction of the uniform "
         "one (1.00: a plain average). Pointing game: % of the positive (image, label) pairs of the test split "
         "whose attention map peaks on one of that label's boxes (grown by one cell), for the labels' own maps "
-        "(per stage in brackets) and for the shared saliency, the mean of all labels' maps. Train s/epoch is "
-        "wall time on this machine.\n\n"
+        "(per stage in brackets) and for the shared saliency, the mean of all labels' maps. mAP owed to "
+        "distinct queries: test mAP with the model's own label queries minus with every label asking its "
+        "attention with the mean of the queries (about 0: the label-specific part of the queries adds "
+        "nothing, however far apart they point). Train s/epoch is wall time on this machine.\n\n"
         f"{body}\n",
         encoding="utf-8",
     )

@@ -82,6 +82,9 @@ def test_quality_bench_compares_every_row_with_the_references_and_the_controls(t
     assert rows["msshared"]["label-query cos"] == "–"  # one query: no pair to compare
     assert re.fullmatch(r"-?[01]\.\d\d", rows["cmasge"]["label-query cos"])
     assert re.fullmatch(r"\d+\.\d \(\d+/\d+\) / \d+\.\d", rows["cmasge"]["pointing game: labels / shared"])
+    assert rows["baseline"]["mAP owed to distinct queries"] == "–"
+    assert rows["msshared"]["mAP owed to distinct queries"] == "+0.0 ± 0.0"  # its one query is its mean
+    assert re.fullmatch(r"[+-]\d+\.\d ± \d+\.\d", rows["cmasge"]["mAP owed to distinct queries"])
     assert "| row | Δ look-alike AP vs msshared [95% CI] | Δ other AP vs msshared [95% CI] |" in text
     assert re.search(r"- cmasge: label-query cos .* pointing game .* mAP vs msshared .* look-alikes", text)
     runs = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["runs"]

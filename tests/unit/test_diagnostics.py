@@ -13,11 +13,14 @@ from mlic.models import create_model
 from mlic.models.diagnostics import (
     ImageBoxes,
     LabelAttentionProbe,
+    averaged_query_probabilities,
+    eval_probabilities,
     mean_normalised_entropy,
     mean_offdiagonal_cosine,
     pointing_game,
     pointing_hit,
     probe_label_attention,
+    queries_averaged,
 )
 from mlic.models.layers import (
     LabelGuidedAttention,
@@ -174,3 +177,50 @@ def test_pointing_game_reads_every_stage_of_real_models(arch: str, stages: int, 
     assert game is not None and len(game.per_stage) == stages and game.pairs == 4
     if arch == "msshared":
         assert game.per_stage == game.shared_saliency
+
+
+# --- what the differences between the queries are worth ----------------------------------------
+
+
+def test_averaged_queries_answer_as_the_mean_query_asked_by_every_label() -> None:
+    queries = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    model = FixedQueries(queries)
+    averaged = averaged_query_probabilities(model, IMAGES)
+    same_question = eval_probabilities(FixedQueries(queries.mean(0, keepdim=True).expand(5, -1)), IMAGES)
+    assert averaged is not None and averaged.shape == (2, 5)
+    torch.testing.assert_close(averaged, same_question)
+    assert not torch.allclose(averaged, eval_probabilities(model, IMAGES))
+
+
+def test_averaging_identical_queries_changes_nothing_and_the_hooks_go_away() -> None:
+    model = FixedQueries(torch.ones(5, 4) * torch.tensor([0.5, -1.0, 2.0, 0.0]))
+    own = eval_probabilities(model, IMAGES)
+    torch.testing.assert_close(averaged_query_probabilities(model, IMAGES), own)
+    distinct = FixedQueries(torch.eye(4))
+    before = eval_probabilities(distinct, IMAGES)
+    with queries_averaged(distinct) as has_queries:
+        assert has_queries
+    torch.testing.assert_close(eval_probabilities(distinct, IMAGES), before)
+
+
+@pytest.mark.parametrize("arch", ["msrn", "sgfn", "mgsgn", "cmasge", "msshared", "baseline"])
+def test_averaged_queries_on_real_models(arch: str, graph: LabelGraph) -> None:
+    """Every query model answers with its queries averaged (per image for MGSGN's); a model with one
+    shared query answers the same; one without label attention has nothing to average."""
+    torch.manual_seed(0)
+    model = create_model(arch, NUM_CLASSES, graph, backbone="resnet18").train()
+    with torch.no_grad():  # off the initial values, so zero-initialised gates hide no branch
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    averaged = averaged_query_probabilities(model, images)
+    assert model.training
+    if arch == "baseline":
+        assert averaged is None
+        return
+    assert averaged is not None and averaged.shape == (3, NUM_CLASSES) and torch.isfinite(averaged).all()
+    own = eval_probabilities(model, images)
+    if arch == "msshared":
+        torch.testing.assert_close(averaged, own)
+    else:
+        assert not torch.allclose(averaged, own)

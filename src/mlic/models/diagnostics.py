@@ -12,12 +12,18 @@ Neither figure says whether a label looks at *its own object*. The pointing game
 positive (image, label) with a box, a hit when the label's attention peaks on that label's box.
 Its control is the shared saliency — the mean of every label's map, one point for all labels —
 so a model whose labels only share a saliency scores no better than its own control.
+
+Nor do they say what the differences between the queries are worth. Averaging them does: the
+trained model scored again with every label asking its attention the mean of all the queries
+(`averaged_query_probabilities`). What the score loses is all that the label-specific part of
+the queries contributes, however far apart they point.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +104,47 @@ def probe_label_attention(model: nn.Module, images: Tensor) -> LabelAttentionPro
     if not cosines:
         return None
     return LabelAttentionProbe(query_cosine=sum(cosines) / len(cosines), entropy=sum(entropies) / len(entropies))
+
+
+# --- what are the differences between the queries worth? -------------------------------------
+
+
+@contextmanager
+def queries_averaged(model: nn.Module) -> Iterator[bool]:
+    """Inside, every label-guided attention of `model` is asked with the mean of its queries (one
+    vector for all labels and groups, per image where queries are per image); yields whether the
+    model has any. The hooks are removed on exit, whatever happens."""
+
+    def average(module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        labels = args[0]
+        return (labels.mean(dim=-2, keepdim=True).expand_as(labels), *args[1:])
+
+    attentions = [module for module in model.modules() if isinstance(module, LabelGuidedAttention)]
+    handles = [attention.register_forward_pre_hook(average) for attention in attentions]
+    try:
+        yield bool(handles)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.inference_mode()
+def eval_probabilities(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
+    """Eval-mode sigmoid probabilities `[N, C]` of `images`, in batches; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        batches = [model(images[start : start + batch_size]).float() for start in range(0, len(images), batch_size)]
+        return torch.sigmoid(torch.cat(batches))
+    finally:
+        model.train(was_training)
+
+
+def averaged_query_probabilities(model: nn.Module, images: Tensor) -> Tensor | None:
+    """`eval_probabilities` with every label's query replaced by the mean query; None for a model
+    without label-guided attention."""
+    with queries_averaged(model) as has_queries:
+        return eval_probabilities(model, images) if has_queries else None
 
 
 # --- the pointing game: does a label's attention fall on its own object? -------------------------
