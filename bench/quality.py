@@ -47,12 +47,10 @@ from scipy import stats
 from mlic.config import Config, load_config
 from mlic.data.canonical import load_labels
 from mlic.data.synthetic import LOOK_ALIKE_GROUPS
-from mlic.evaluation.metrics import mean_average_precision
 from mlic.io import read_json, write_json
 from mlic.models.diagnostics import (
     ImageBoxes,
-    averaged_query_probabilities,
-    eval_probabilities,
+    distinct_query_map,
     pointing_game,
     probe_label_attention,
 )
@@ -248,7 +246,7 @@ def train_and_evaluate(config: Config, paths: Paths, test: TestSplit, row: Row, 
     model, _ = load_model(paths.model_dir(arch))
     attention = probe_label_attention(model, test.images[:8])
     pointing = pointing_game(model, test.images, test.boxes, len(names))
-    distinct = distinct_query_map(model, test)
+    distinct = distinct_query_map(model, test.images, test.targets)
     look_alike, other = context_split_ap(config, names, evaluation.per_class_ap)
     nan = float("nan")
     return Run(
@@ -269,18 +267,8 @@ def train_and_evaluate(config: Config, paths: Paths, test: TestSplit, row: Row, 
         pointing_game=nan if pointing is None else pointing.mean,
         pointing_shared=nan if pointing is None else pointing.shared_mean,
         pointing_per_stage=() if pointing is None else tuple(round(hit, 1) for hit in pointing.per_stage),
-        distinct_query_mAP=distinct,
+        distinct_query_mAP=nan if distinct is None else distinct,
     )
-
-
-def distinct_query_map(model: torch.nn.Module, test: TestSplit) -> float:
-    """Test mAP with the model's own label queries minus with every query replaced by their mean,
-    both scored here on the same tensors (NaN without label-guided attention)."""
-    averaged = averaged_query_probabilities(model, test.images)
-    if averaged is None:
-        return float("nan")
-    own = eval_probabilities(model, test.images)
-    return mean_average_precision(own.numpy(), test.targets) - mean_average_precision(averaged.numpy(), test.targets)
 
 
 def context_split_ap(config: Config, names: list[str], per_class_ap: np.ndarray) -> tuple[float, float]:

@@ -109,3 +109,15 @@ def test_quality_bench_compares_every_row_with_the_references_and_the_controls(t
     seed_0 = [run["mAP"] for run in runs if run["row"] == "baseline" and run["data_seed"] == 0]
     assert baseline[1].startswith(f"{np.mean(seed_0):.1f} ± ")
     assert len(json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))["runs"]) == len(runs)
+
+    # The saved models left in the workdir are the last run of each architecture: the saved-model
+    # probe reads the same figures the bench recorded for that run, and names its knobs.
+    probe = tmp_path / "distinct-queries.md"
+    saved_arguments = ["--params", str(ROOT / "params.yaml"), "--output", str(probe), "--archs", "cmasge", "baseline"]
+    load_bench("distinct_queries").main(["--workdir", str(tmp_path / "work" / "data-seed-1"), *saved_arguments])
+    last = next(run for run in runs if (run["row"], run["data_seed"], run["seed"]) == ("cmasge[queries=learned]", 1, 1))
+    probed = {cells(line)[0]: cells(line) for line in probe.read_text(encoding="utf-8").splitlines()[-2:]}
+    assert probed["cmasge"][1] == "queries=learned"
+    assert float(probed["cmasge"][2]) == pytest.approx(last["mAP"], abs=0.051)
+    assert float(probed["cmasge"][5]) == pytest.approx(last["distinct_query_mAP"], abs=0.051)
+    assert float(probed["cmasge"][4]) <= 100.0 and probed["baseline"][2] == "no label-guided attention"

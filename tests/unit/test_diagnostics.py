@@ -20,7 +20,7 @@ from mlic.models.diagnostics import (
     pointing_game,
     pointing_hit,
     probe_label_attention,
-    queries_averaged,
+    queries_replaced,
 )
 from mlic.models.layers import (
     LabelGuidedAttention,
@@ -198,7 +198,7 @@ def test_averaging_identical_queries_changes_nothing_and_the_hooks_go_away() -> 
     torch.testing.assert_close(averaged_query_probabilities(model, IMAGES), own)
     distinct = FixedQueries(torch.eye(4))
     before = eval_probabilities(distinct, IMAGES)
-    with queries_averaged(distinct) as has_queries:
+    with queries_replaced(distinct) as has_queries:
         assert has_queries
     torch.testing.assert_close(eval_probabilities(distinct, IMAGES), before)
 

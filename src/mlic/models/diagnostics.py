@@ -26,10 +26,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mlic.evaluation.metrics import mean_average_precision
 from mlic.models.layers.attention import LabelGuidedAttention
 
 
@@ -109,18 +111,27 @@ def probe_label_attention(model: nn.Module, images: Tensor) -> LabelAttentionPro
 # --- what are the differences between the queries worth? -------------------------------------
 
 
-@contextmanager
-def queries_averaged(model: nn.Module) -> Iterator[bool]:
-    """Inside, every label-guided attention of `model` is asked with the mean of its queries (one
-    vector for all labels and groups, per image where queries are per image); yields whether the
-    model has any. The hooks are removed on exit, whatever happens."""
+def mean_query(labels: Tensor) -> Tensor:
+    """`[..., C, D]` queries → their mean, asked by every label (per image where they are per image)."""
+    return labels.mean(dim=-2, keepdim=True).expand_as(labels)
 
-    def average(module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        labels = args[0]
-        return (labels.mean(dim=-2, keepdim=True).expand_as(labels), *args[1:])
+
+def zero_query(labels: Tensor) -> Tensor:
+    """`[..., C, D]` queries → zeros: every location (or channel's location) weighed alike."""
+    return torch.zeros_like(labels)
+
+
+@contextmanager
+def queries_replaced(model: nn.Module, replace: Callable[[Tensor], Tensor] = mean_query) -> Iterator[bool]:
+    """Inside, every label-guided attention of `model` is asked with `replace(queries)` instead
+    of its queries; yields whether the model has any. The hooks are removed on exit, whatever
+    happens."""
+
+    def swap(module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return (replace(args[0]), *args[1:])
 
     attentions = [module for module in model.modules() if isinstance(module, LabelGuidedAttention)]
-    handles = [attention.register_forward_pre_hook(average) for attention in attentions]
+    handles = [attention.register_forward_pre_hook(swap) for attention in attentions]
     try:
         yield bool(handles)
     finally:
@@ -143,8 +154,18 @@ def eval_probabilities(model: nn.Module, images: Tensor, batch_size: int = 64) -
 def averaged_query_probabilities(model: nn.Module, images: Tensor) -> Tensor | None:
     """`eval_probabilities` with every label's query replaced by the mean query; None for a model
     without label-guided attention."""
-    with queries_averaged(model) as has_queries:
+    with queries_replaced(model, mean_query) as has_queries:
         return eval_probabilities(model, images) if has_queries else None
+
+
+def distinct_query_map(model: nn.Module, images: Tensor, targets: np.ndarray) -> float | None:
+    """Test mAP (points) with the model's own label queries minus with every query replaced by
+    their mean, both scored here on the same images; None without label-guided attention."""
+    averaged = averaged_query_probabilities(model, images)
+    if averaged is None:
+        return None
+    own = eval_probabilities(model, images)
+    return mean_average_precision(own.numpy(), targets) - mean_average_precision(averaged.numpy(), targets)
 
 
 # --- the pointing game: does a label's attention fall on its own object? -------------------------
