@@ -111,8 +111,8 @@ class MsrnKnobs(QueryKnobs):
     word_norm: float = Field(1.0, gt=0.0)
     """Length the label word vectors are scaled to before that layer. The graph step makes every vector unit length;
     the reference feeds raw GloVe vectors, several times longer, so there the word signal outweighs the layer's bias.
-    At 1 the bias is as large as the signal and the queries start alike and short
-    (bench/results/ablations-word-norm.md)."""
+    At 1 the bias is as large as the signal, the queries start alike and short, and the per-channel attention pools
+    little more than each channel's mean; params.yaml's 600 was chosen on val (docs/models.md, MSRN)."""
     gat_hidden: Count = 300
     """Hidden GAT width."""
     gat_heads: Count = 1
