@@ -52,7 +52,10 @@ def build_archive(model_dir: Path, serving_spec: dict[str, Any], config: Package
 
     The archiver stages files in `$TMPDIR/<model name>` and deletes that folder first, so two
     packaging runs of the same model name on one machine would destroy each other's staging:
-    it runs as a subprocess with a private TMPDIR.
+    it runs as a subprocess with a private TMPDIR. The archive is a zip without compression
+    (`zip-store`, still a `.mar`): float weights deflate by about 8 %, and deflating MSRN's
+    376 MB took 11.5 s where storing takes 0.5 s, with unpacking (by TorchServe, and by
+    `verify_archive`) 1.6 s against 0.3 s.
     """
     if not HANDLER_FILE.is_file():
         raise ServingError(
@@ -71,6 +74,7 @@ def build_archive(model_dir: Path, serving_spec: dict[str, Any], config: Package
             "--serialized-file", str(model_dir / WEIGHTS_FILE),
             "--extra-files", f"{model_dir / CONFIG_FILE},{serving_file}",
             "--export-path", str(store),
+            "--archive-format", "zip-store",
             "--force",
         ]  # fmt: skip
         done = subprocess.run(
