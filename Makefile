@@ -36,14 +36,16 @@ serve: install  ## start TorchServe with the packaged model and leave it running
 stop: install
 	$(BIN)/mlic serve --stop
 
+# IMAGE=<registry>/mlic-runtime@sha256:<digest> for a cluster; without it the default tag, for a look at the IR.
 pipeline: install  ## compile the Kubeflow pipeline to pipelines/compiled/mlic.yaml
-	$(BIN)/mlic pipeline compile
+	$(BIN)/mlic pipeline compile $(if $(IMAGE),--image $(IMAGE),--allow-mutable-tag)
 
 faults-report: install  ## run the fault-injection tests (marked `fault`) and write bench/results/faults.md
 	MLIC_FAULTS_REPORT=bench/results/faults.md $(BIN)/pytest -m fault
 
+# The committed specs name the default tag as a placeholder: users set their digest per task.
 components: install  ## regenerate the reusable kfp component specs in components/
-	$(BIN)/mlic pipeline components
+	$(BIN)/mlic pipeline components --allow-mutable-tag
 
 bench: bench-quality bench-speed
 

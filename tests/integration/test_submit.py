@@ -22,6 +22,7 @@ from mlic.errors import PipelineError
 PROJECT = Path(__file__).resolve().parents[2]
 PARAMS = PROJECT / "params.yaml"
 API = "/apis/v2beta1"
+IMAGE = "registry.example.com/mlic-runtime@sha256:" + "0" * 64
 
 
 @dataclass
@@ -99,12 +100,17 @@ def mlic(*args: str) -> Any:
     return CliRunner().invoke(app, ["pipeline", *args])
 
 
+def submit(host: str, *args: str) -> Any:
+    """`mlic pipeline submit` of params.yaml with a pinned image (a tag alone is refused)."""
+    return mlic("submit", "--host", host, "--params", str(PARAMS), "--image", IMAGE, *args)
+
+
 def test_submit_sends_the_compiled_spec_with_the_arguments(
     kfp_api: tuple[str, FakeKfp], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     host, fake = kfp_api
     monkeypatch.setenv("KF_PIPELINES_TOKEN", "s3cret")
-    overrides = ["--params", str(PARAMS), "--set", "train.epochs=3", "--image", "registry.example.com/mlic-runtime:1"]
+    overrides = ["--params", str(PARAMS), "--set", "train.epochs=3", "--image", IMAGE]
     compiled = tmp_path / "mlic.yaml"
     assert mlic("compile", "--output", str(compiled), *overrides).exit_code == 0
 
@@ -132,7 +138,7 @@ def test_submit_sends_the_compiled_spec_with_the_arguments(
 def test_no_cache_turns_caching_off_for_every_task(kfp_api: tuple[str, FakeKfp]) -> None:
     """Nested tasks included (train in the loop, package in the gate), which kfp's override misses."""
     host, fake = kfp_api
-    assert mlic("submit", "--host", host, "--params", str(PARAMS), "--no-cache").exit_code == 0
+    assert submit(host, "--no-cache").exit_code == 0
     (run,) = fake.requests("POST", f"{API}/runs")
     spec = run["body"]["pipeline_spec"]["pipeline_spec"]
     dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
@@ -146,7 +152,7 @@ def test_rejected_credentials_are_a_clear_error(kfp_api: tuple[str, FakeKfp], mo
     host, fake = kfp_api
     fake.failures[API] = 401
     monkeypatch.setenv("KF_PIPELINES_TOKEN", "expired")
-    result = mlic("submit", "--host", host, "--params", str(PARAMS))
+    result = submit(host)
     assert result.exit_code == PipelineError.exit_code
     assert "refused the credentials (HTTP 401)" in result.output and "KF_PIPELINES_TOKEN" in result.output
     assert not fake.requests("POST", f"{API}/runs")
@@ -155,7 +161,7 @@ def test_rejected_credentials_are_a_clear_error(kfp_api: tuple[str, FakeKfp], mo
 def test_a_failing_api_is_a_clear_error(kfp_api: tuple[str, FakeKfp]) -> None:
     host, fake = kfp_api
     fake.failures[f"{API}/runs"] = 500
-    result = mlic("submit", "--host", host, "--params", str(PARAMS))
+    result = submit(host)
     assert result.exit_code == PipelineError.exit_code
     assert "answered HTTP 500" in result.output and "injected failure" in result.output
     assert len(fake.requests("POST", f"{API}/runs")) == 1  # the run was sent once, not retried blindly
@@ -167,7 +173,7 @@ def test_a_backend_older_than_2_14_is_refused_before_sending(
 ) -> None:
     host, fake = kfp_api
     fake.healthz = healthz
-    result = mlic("submit", "--host", host, "--params", str(PARAMS))
+    result = submit(host)
     assert result.exit_code == PipelineError.exit_code
     assert "needs >= 2.14.0" in result.output and "upgrade Kubeflow Pipelines" in result.output
     assert not fake.requests("POST", f"{API}/runs")
@@ -177,7 +183,7 @@ def test_a_backend_that_names_no_release_is_still_sent_the_run(kfp_api: tuple[st
     """The API server's own healthz names no release: nothing to check, so the run goes."""
     host, fake = kfp_api
     fake.healthz = {"multi_user": False}
-    assert mlic("submit", "--host", host, "--params", str(PARAMS)).exit_code == 0
+    assert submit(host).exit_code == 0
     assert len(fake.requests("POST", f"{API}/runs")) == 1
 
 
@@ -185,14 +191,14 @@ def test_an_unreachable_host_is_a_clear_error() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = mlic("submit", "--host", f"http://127.0.0.1:{port}", "--params", str(PARAMS))
+    result = submit(f"http://127.0.0.1:{port}")
     assert result.exit_code == PipelineError.exit_code
     assert "cannot reach the KFP API" in result.output and "port-forward" in result.output
 
 
 def test_unknown_pipeline_parameters_are_refused_before_sending(kfp_api: tuple[str, FakeKfp]) -> None:
     host, fake = kfp_api
-    result = mlic("submit", "--host", host, "--params", str(PARAMS), "--param", "epochs=3")
+    result = submit(host, "--param", "epochs=3")
     assert result.exit_code == PipelineError.exit_code
     assert "data_repo_url" in result.output and "--set" in result.output
     assert not fake.calls
@@ -202,6 +208,16 @@ def test_a_data_url_with_credentials_is_warned_about(kfp_api: tuple[str, FakeKfp
     """KFP keeps run parameters in plain text: the token belongs in a Secret (--data-secret)."""
     host, _ = kfp_api
     url = "data_repo_url=https://mlic:t0ken@git.example.com/data.git"
-    result = mlic("submit", "--host", host, "--params", str(PARAMS), "--param", url)
+    result = submit(host, "--param", url)
     assert result.exit_code == 0, result.output
     assert "data_repo_url carries credentials" in result.output and "--data-secret" in result.output
+
+
+def test_an_image_by_tag_alone_is_refused_before_sending(kfp_api: tuple[str, FakeKfp]) -> None:
+    """A tag is mutable and KFP's cache key holds the image string: a rebuild would reuse stale results."""
+    host, fake = kfp_api
+    result = mlic("submit", "--host", host, "--params", str(PARAMS), "--image", "registry.example.com/mlic:1")
+    assert result.exit_code == PipelineError.exit_code
+    assert "registry.example.com/mlic:1 is not pinned by digest" in result.output
+    assert "--allow-mutable-tag" in result.output and "@sha256:" in result.output
+    assert not fake.calls

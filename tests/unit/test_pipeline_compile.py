@@ -139,13 +139,26 @@ def test_the_description_names_the_oldest_backend(ir: dict[str, Any]) -> None:
     assert "KFP backend >= 2.14.0" in ir["pipelineInfo"]["description"]
 
 
-def test_an_image_without_a_digest_is_warned_about(tmp_path: Path) -> None:
+def test_an_image_without_a_digest_is_refused(tmp_path: Path) -> None:
     output = tmp_path / "mlic.yaml"
-    result = CliRunner().invoke(
-        app, ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", "mlic:latest"]
-    )
+    options = ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", "mlic:latest"]
+    result = CliRunner().invoke(app, options)
+    assert result.exit_code == PipelineError.exit_code, result.output
+    assert "mlic:latest is not pinned by digest" in result.output and "cached with the old image" in result.output
+    assert "[--image]" in result.output and "@sha256:<digest>" in result.output
+    assert "--allow-mutable-tag" in result.output
+    assert not output.exists()
+
+
+def test_allow_mutable_tag_compiles_with_a_warning(tmp_path: Path) -> None:
+    output = tmp_path / "mlic.yaml"
+    options = ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", "mlic:latest"]
+    result = CliRunner().invoke(app, [*options, "--allow-mutable-tag"])
     assert result.exit_code == 0, result.output
-    assert "mlic:latest is not pinned by digest" in result.output and "@sha256:" in result.output
+    assert "warning: image mlic:latest is not pinned by digest" in result.output
+    ir, _platform = yaml.safe_load_all(output.read_text())
+    executors = ir["deploymentSpec"]["executors"]
+    assert {executor["container"]["image"] for executor in executors.values()} == {"mlic:latest"}
 
 
 def test_cpu_only_build_requests_no_accelerator(tmp_path: Path) -> None:

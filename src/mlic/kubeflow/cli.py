@@ -19,7 +19,7 @@ from mlic.kubeflow.settings import (
     BuildSettings,
     DataSecret,
     TrainResources,
-    image_warning,
+    mutable_image_problem,
 )
 from mlic.urls import redact
 
@@ -39,7 +39,14 @@ ParamOption = Annotated[
     ),
 ]
 ImageOption = Annotated[
-    str, typer.Option(help="Runtime image every task runs in; pin it by digest (…@sha256:…) for a cluster.")
+    str, typer.Option(help="Runtime image every task runs in, pinned by digest (…@sha256:…).")
+]
+MutableTagOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mutable-tag",
+        help="Accept an --image without a digest (a local try; on a cluster KFP's cache then outlives rebuilds).",
+    ),
 ]
 CpuOption = Annotated[str, typer.Option("--train-cpu", help="CPU request of each train task.")]
 MemoryOption = Annotated[str, typer.Option("--train-memory", help="Memory request of each train task.")]
@@ -100,16 +107,26 @@ def _pipeline_arguments(items: list[str] | None) -> dict[str, str]:
     return arguments
 
 
-def _warn_about_image(image: str) -> None:
-    """A tag-only image is allowed (local builds) but warned about: it defeats KFP's cache safely."""
-    warning = image_warning(image)
-    if warning:
-        typer.echo(f"warning: {warning}", err=True)
+def _check_image(image: str, allow_mutable_tag: bool) -> None:
+    """Refuse an image given by tag alone (KFP would serve stale cached results after a rebuild
+    under that tag), or only warn when the user accepted that with --allow-mutable-tag."""
+    problem = mutable_image_problem(image)
+    if problem is None:
+        return
+    if not allow_mutable_tag:
+        raise PipelineError(
+            problem,
+            field="--image",
+            fix="pass --image <registry>/mlic-runtime@sha256:<digest> (the digest `docker push` prints, "
+            "docs/operations.md), or add --allow-mutable-tag for a try whose cache you do not rely on",
+        )
+    typer.echo(f"warning: {problem} (--allow-mutable-tag)", err=True)
 
 
 def _settings(
     *,
     image: str,
+    allow_mutable_tag: bool,
     train_cpu: str,
     train_memory: str,
     gpu_type: str,
@@ -124,7 +141,7 @@ def _settings(
     data_secret_key: list[str] | None,
 ) -> BuildSettings:
     """The build settings of `compile` and `submit`, from their shared options (one place, so they cannot drift)."""
-    _warn_about_image(image)
+    _check_image(image, allow_mutable_tag)
     train = TrainResources(train_cpu, train_memory, gpu_type, gpus, gpu_toleration, gpu_node_selector, shm_size)
     return BuildSettings(
         image=image,
@@ -151,6 +168,7 @@ def compile_command(
     params: ParamsOption = Path("params.yaml"),
     set_: SetOption = None,
     image: ImageOption = DEFAULT_IMAGE,
+    allow_mutable_tag: MutableTagOption = False,
     train_cpu: CpuOption = DEFAULT_TRAIN.cpu,
     train_memory: MemoryOption = DEFAULT_TRAIN.memory,
     gpu_type: GpuTypeOption = DEFAULT_TRAIN.accelerator_type,
@@ -183,13 +201,14 @@ def components_command(
         "components"
     ),
     image: ImageOption = DEFAULT_IMAGE,
+    allow_mutable_tag: MutableTagOption = False,
 ) -> None:
     """Write each step's kfp component spec (loadable with kfp.components.load_component_from_file)."""
 
     def action() -> None:
         from mlic.kubeflow.components import write_component_specs
 
-        _warn_about_image(image)
+        _check_image(image, allow_mutable_tag)
         written = write_component_specs(image, output_dir)
         typer.echo(f"{len(written)} component specs → {output_dir}/ (image {image})")
 
@@ -226,6 +245,7 @@ def submit_command(
     set_: SetOption = None,
     param: ParamOption = None,
     image: ImageOption = DEFAULT_IMAGE,
+    allow_mutable_tag: MutableTagOption = False,
     train_cpu: CpuOption = DEFAULT_TRAIN.cpu,
     train_memory: MemoryOption = DEFAULT_TRAIN.memory,
     gpu_type: GpuTypeOption = DEFAULT_TRAIN.accelerator_type,

@@ -6,7 +6,8 @@ from mlic import __version__
 
 PIPELINE_NAME = "mlic"
 #: The runtime image built by the Dockerfile's `runtime` target (docs/operations.md). A tag is
-#: mutable and KFP's cache key holds the image string: pin it by digest for a cluster.
+#: mutable and KFP's cache key holds the image string: compile refuses it without
+#: --allow-mutable-tag, so a cluster gets the image by digest.
 DEFAULT_IMAGE = f"ghcr.io/mlic/mlic-runtime:{__version__}"
 #: Oldest KFP backend that runs the pipeline: it accepts `dsl.Collected` of artifacts (the
 #: trained models handed to evaluate) only from 2.14.0.
@@ -83,11 +84,11 @@ class BuildSettings:
     requests: dict[str, Requests] = field(default_factory=lambda: dict(DEFAULT_REQUESTS))
 
 
-def image_warning(image: str) -> str | None:
+def mutable_image_problem(image: str) -> str | None:
     """Why `image` is unsafe for KFP's cache (its key holds the image string), or None when it is pinned."""
     if "@sha256:" in image:
         return None
     return (
-        f"image {image} is not pinned by digest: KFP's cache key holds the image string, so a rebuild "
-        "under the same tag reuses results cached with the old image; pass --image name@sha256:<digest>"
+        f"image {image} is not pinned by digest: KFP's cache key holds the image string, so after a "
+        "rebuild under the same tag the cluster reuses results cached with the old image"
     )
