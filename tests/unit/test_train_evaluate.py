@@ -223,19 +223,3 @@ def test_evaluate_draws_where_each_label_looks(trained):
     picture = paths.plots_dir / "attention_msshared.png"
     assert picture.is_file() and picture.read_bytes().startswith(b"\x89PNG")
     assert not (paths.plots_dir / "attention_baseline.png").exists()
-
-
-def test_auto_device_warns_when_a_gpu_is_present_but_unusable(tmp_path, monkeypatch, caplog):
-    from mlic.training import distributed, loop
-
-    node = tmp_path / "nvidiactl"
-    node.touch()
-    monkeypatch.setattr(loop, "NVIDIA_DEVICE_NODES", (node,))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with caplog.at_level("WARNING"):
-        assert loop.select_device("auto", distributed.from_environment()).type == "cpu"
-    assert "torch cannot use it" in caplog.text and "train.device: cuda" in caplog.text
-    caplog.clear()
-    node.unlink()
-    assert loop.select_device("auto", distributed.from_environment()).type == "cpu"
-    assert "torch cannot use it" not in caplog.text

@@ -28,6 +28,7 @@ from mlic.config import Config
 from mlic.data.canonical import load_labels
 from mlic.data.dataset import MultiLabelDataset
 from mlic.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from mlic.device import select_device
 from mlic.errors import DataError
 from mlic.evaluation import plots
 from mlic.evaluation.gate import VAL_MAP, decide
@@ -139,7 +140,7 @@ def evaluate_arch(arch: str, config: Config, paths: Paths, label_names: list[str
     model_dir = paths.model_dir(arch)
     if not (model_dir / "config.json").is_file():
         raise DataError(f"no trained model for '{arch}'", file=model_dir, fix=f"run `mlic train --arch {arch}`")
-    device = torch.device("cuda" if torch.cuda.is_available() and config.train.device != "cpu" else "cpu")
+    device = select_device(config.train.device)
     model, spec = load_model(model_dir, map_location=device)
     model.to(device)
     if spec["label_names"] != label_names:

@@ -30,6 +30,7 @@ from mlic.config import Config, TrainConfig
 from mlic.data.canonical import load_labels
 from mlic.data.dataset import MultiLabelDataset
 from mlic.data.transforms import eval_transform, train_transform
+from mlic.device import select_device
 from mlic.errors import TrainingError
 from mlic.evaluation.metrics import mean_average_precision
 from mlic.evaluation.predict import autocast_context, predict_probabilities
@@ -63,31 +64,6 @@ class TrainResult:
             f"val mAP {self.val_map:.2f}, {self.seconds_per_epoch:.1f} s/epoch, "
             f"peak RSS {self.peak_rss_mb:.0f} MB → {self.model_dir}"
         )
-
-
-#: Device nodes the NVIDIA driver creates: a GPU is in the machine even when torch cannot use it.
-NVIDIA_DEVICE_NODES = (Path("/dev/nvidiactl"), Path("/dev/nvidia0"))
-
-
-def select_device(choice: str, context: distributed.DistributedContext) -> torch.device:
-    """`cuda`: the GPU or an error; `auto`: the GPU when torch can use it, else the CPU, with a
-    warning when a GPU is there but unusable (a driver older than the wheel's CUDA, say), so a
-    GPU node never trains on its CPU in silence."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            "CUDA was asked for but no GPU is visible", field="train.device", fix="set train.device: auto or cpu"
-        )
-    if choice == "auto" and not torch.cuda.is_available() and any(node.exists() for node in NVIDIA_DEVICE_NODES):
-        log.warning(
-            "an NVIDIA GPU is present but torch cannot use it (this torch is built for CUDA %s; an older driver, "
-            "or a container without the GPU runtime, does this): training on the CPU. Set train.device: cuda to "
-            "make this an error",
-            torch.version.cuda,
-        )
-    if choice == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    torch.cuda.set_device(context.local_rank)
-    return torch.device("cuda", context.local_rank)
 
 
 def seed_everything(seed: int) -> None:
@@ -454,7 +430,7 @@ def process_group(settings: TrainConfig) -> Iterator[tuple[distributed.Distribut
     """This process's rank and device, with the DDP process group (under torchrun) joined for
     the block and always left afterwards, whatever fails inside."""
     context = distributed.from_environment()
-    device = select_device(settings.device, context)
+    device = select_device(settings.device, context.local_rank)
     distributed.init_process_group(context, device)
     try:
         yield context, device
