@@ -38,9 +38,7 @@ ParamOption = Annotated[
         help="Set a pipeline parameter: data_repo_url=URL, data_rev=BRANCH|TAG|SHA, data_path=PATH (repeatable).",
     ),
 ]
-ImageOption = Annotated[
-    str, typer.Option(help="Runtime image every task runs in, pinned by digest (…@sha256:…).")
-]
+ImageOption = Annotated[str, typer.Option(help="Runtime image every task runs in, pinned by digest (…@sha256:…).")]
 MutableTagOption = Annotated[
     bool,
     typer.Option(
