@@ -111,10 +111,13 @@ def test_gpu_tasks_land_on_gpu_nodes_with_a_big_shared_memory(ir: dict[str, Any]
         ]
 
 
-def test_every_task_requests_cpu_and_memory(ir: dict[str, Any]) -> None:
+def test_every_task_requests_cpu_and_memory_with_equal_limits(ir: dict[str, Any]) -> None:
+    """Limits equal to requests: Guaranteed QoS, so the kubelet evicts a training last."""
     for name, executor in ir["deploymentSpec"]["executors"].items():
         resources = executor["container"].get("resources", {})
         assert resources.get("resourceCpuRequest") and resources.get("resourceMemoryRequest"), name
+        assert resources["resourceCpuLimit"] == resources["resourceCpuRequest"], name
+        assert resources["resourceMemoryLimit"] == resources["resourceMemoryRequest"], name
 
 
 def test_transient_failures_are_retried_with_backoff(ir: dict[str, Any]) -> None:

@@ -58,8 +58,11 @@ RETRY_BACKOFF = {"backoff_duration": "60s", "backoff_max_duration": "86400s"}
 
 
 def _request(task: dsl.PipelineTask, requests: Requests, accelerators: int = 0, accelerator_type: str = "") -> None:
+    """Requests, and limits equal to them: the pod's QoS class is Guaranteed, so under node pressure
+    the kubelet evicts it last (a training hours in), and no task can starve its neighbours."""
     try:
         task.set_cpu_request(requests.cpu).set_memory_request(requests.memory)
+        task.set_cpu_limit(requests.cpu).set_memory_limit(requests.memory)
         if accelerators:
             task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerators)
     except ValueError as exc:  # kfp's own check of the Kubernetes quantity strings
