@@ -1,6 +1,7 @@
-"""deploy/trainjob.yaml against Kubeflow Trainer v2.3.0's TrainJob CRD schema (strict, like
-`kubectl apply --validate=strict`), and what its comments promise: the patch reaches the
-runtime's training node, the claim is writable by the image's user, /dev/shm is in memory."""
+"""`mlic pipeline trainjob` and deploy/trainjob.yaml (its rendering) against Kubeflow Trainer
+v2.3.0's TrainJob CRD schema (strict, like `kubectl apply --validate=strict`), and what the
+manifest promises: the patch reaches the runtime's training node, the claim is writable by the
+image's user, /dev/shm is in memory, GPU placement only with GPUs."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from crd_schema import CRDS, errors
+from typer.testing import CliRunner
+
+from mlic.cli import app
+from mlic.errors import PipelineError
+from mlic.kubeflow.trainjob import TrainJobSpec, command_line, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINJOB_CRD = "trainer-v2.3.0/trainer.kubeflow.org_trainjobs.yaml"
@@ -65,3 +72,69 @@ def test_the_claim_is_writable_and_shm_is_in_memory() -> None:
     mounts = {mount["mountPath"]: mount["name"] for mount in spec["containers"][0]["volumeMounts"]}
     assert mounts == {"/workspace": "workspace", "/dev/shm": "dshm"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+
+
+def render(*options: str) -> tuple[int, str]:
+    """`mlic pipeline trainjob` to standard output: (exit code, output)."""
+    result = CliRunner().invoke(app, ["pipeline", "trainjob", *options])
+    return result.exit_code, result.output
+
+
+def test_the_committed_manifest_is_the_rendered_one() -> None:
+    committed = (ROOT / "deploy" / "trainjob.yaml").read_text(encoding="utf-8")
+    command = next(line for line in committed.splitlines() if line.startswith("#   mlic pipeline trainjob"))
+    spec = TrainJobSpec("mlgcn", nodes=2, gpus=4)
+    assert command == f"#   {command_line(spec)}"
+    assert committed == to_yaml(spec), "deploy/trainjob.yaml is stale: render it again with the command in its header"
+
+
+@pytest.mark.parametrize(("arch", "nodes", "gpus"), [("msrn", 1, 1), ("sgfn", 4, 8), ("baseline", 3, 0)])
+def test_rendered_trainjobs_match_the_crd_and_ask_what_was_given(arch: str, nodes: int, gpus: int) -> None:
+    image = "registry.example.com/mlic-runtime@sha256:" + "0" * 64
+    code, output = render("--arch", arch, "--nodes", str(nodes), "--gpus", str(gpus), "--image", image)
+    assert code == 0, output
+    manifest = yaml.safe_load(output)
+    assert errors(TRAINJOB_CRD, manifest) == []
+    trainer = manifest["spec"]["trainer"]
+    assert trainer["numNodes"] == nodes and trainer["image"] == image
+    assert trainer["command"][:6] == ["torchrun", "-m", "mlic", "train", "--arch", arch]
+    resources = trainer["resourcesPerNode"]
+    assert resources["limits"].get("nvidia.com/gpu") == (str(gpus) if gpus else None)
+    assert {key: resources["limits"][key] for key in ("cpu", "memory")} == {"cpu": "8", "memory": "32Gi"}
+    assert resources["requests"]["ephemeral-storage"] == "20Gi"
+    spec = pod_spec(manifest)
+    assert spec["securityContext"]["fsGroup"] == 10001
+    # CPU nodes need no GPU toleration or GPU node label.
+    assert ("tolerations" in spec) == ("nodeSelector" in spec) == (gpus > 0)
+
+
+def test_options_without_shm_and_with_a_tainted_pool() -> None:
+    image = "registry.example.com/mlic-runtime@sha256:" + "0" * 64
+    code, output = render(
+        "--arch", "mgsgn", "--image", image, "--shm-size", "", "--claim", "coco-ws",
+        "--gpu-toleration", "pool=gpu:NoExecute", "--gpu-node-selector", "pool=a100",
+    )  # fmt: skip
+    assert code == 0, output
+    manifest = yaml.safe_load(output)
+    assert errors(TRAINJOB_CRD, manifest) == []
+    spec = pod_spec(manifest)
+    assert [volume["name"] for volume in spec["volumes"]] == ["workspace"]
+    assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "coco-ws"
+    assert spec["tolerations"] == [{"key": "pool", "operator": "Equal", "value": "gpu", "effect": "NoExecute"}]
+    assert spec["nodeSelector"] == {"pool": "a100"}
+    assert "--shm-size ''" in output and "--claim coco-ws" in output  # the header's command renders it again
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "words"),
+    [
+        (["--arch", "resnet"], "[--arch]", "unknown architecture 'resnet'"),
+        (["--arch", "msrn", "--memory", "lots"], "[--memory]", "'lots' is not a Kubernetes quantity"),
+        (["--arch", "msrn", "--gpu-toleration", "gpu"], "[--gpu-toleration]", "'gpu' is not a toleration"),
+        (["--arch", "msrn"], "[--image]", "not pinned by digest"),
+    ],
+)
+def test_bad_options_are_clear_errors(options: list[str], field: str, words: str) -> None:
+    code, output = render(*options)
+    assert code == PipelineError.exit_code, output
+    assert field in output and words in output and "apiVersion" not in output

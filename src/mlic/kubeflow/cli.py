@@ -1,4 +1,4 @@
-"""`mlic pipeline compile | components | run-local | submit`.
+"""`mlic pipeline compile | components | run-local | submit | trainjob`.
 
 kfp is imported inside the commands (`mlic --help` stays fast).
 """
@@ -281,5 +281,47 @@ def submit_command(
                 namespace=namespace,
             )
         typer.echo(submission.summary())
+
+    guarded(action)
+
+
+@pipeline_app.command("trainjob")
+def trainjob_command(
+    arch: Annotated[str, typer.Option("--arch", help="Architecture to train (a key of `models:` in params.yaml).")],
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="Nodes (torchrun's nnodes).")] = 2,
+    gpus: Annotated[int, typer.Option("--gpus", min=0, help="GPUs per node, one process each (0: CPU nodes).")] = 1,
+    image: ImageOption = DEFAULT_IMAGE,
+    allow_mutable_tag: MutableTagOption = False,
+    claim: Annotated[
+        str, typer.Option("--claim", help="ReadWriteMany claim holding the project root, mounted at /workspace.")
+    ] = "mlic-workspace",
+    cpu: Annotated[str, typer.Option("--cpu", help="CPU of each node (request = limit).")] = "8",
+    memory: Annotated[str, typer.Option("--memory", help="Memory of each node (request = limit).")] = "32Gi",
+    shm_size: ShmOption = DEFAULT_TRAIN.shm_size,
+    ephemeral_storage: Annotated[
+        str, typer.Option("--ephemeral-storage", help="Local disk each node requests ('' for none).")
+    ] = "20Gi",
+    gpu_type: GpuTypeOption = DEFAULT_TRAIN.accelerator_type,
+    gpu_toleration: TolerationOption = DEFAULT_TRAIN.gpu_toleration,
+    gpu_node_selector: NodeSelectorOption = DEFAULT_TRAIN.gpu_node_selector,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the manifest here (default: standard output).")
+    ] = None,
+) -> None:
+    """Render a Kubeflow Trainer v2.3 TrainJob: multi-node DDP training of one architecture
+    (`mlic pipeline trainjob --arch msrn --nodes 2 --gpus 4 | kubectl apply -f -`)."""
+
+    def action() -> None:
+        from mlic.io import write_text
+        from mlic.kubeflow.trainjob import TrainJobSpec, to_yaml
+
+        resources = TrainResources(cpu, memory, gpu_type, gpus, gpu_toleration, gpu_node_selector, shm_size)
+        text = to_yaml(TrainJobSpec(arch, nodes, gpus, image, claim, resources, ephemeral_storage))
+        _check_image(image, allow_mutable_tag)
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        write_text(output, text)
+        typer.echo(f"TrainJob mlic-train-{arch} → {output}", err=True)
 
     guarded(action)

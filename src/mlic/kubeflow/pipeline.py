@@ -50,6 +50,8 @@ from mlic.kubeflow.settings import (
     DataSecret,
     Requests,
     TrainResources,
+    node_selector,
+    toleration,
 )
 
 #: Retries of a task wait 60 s, doubling each time; Argo stops retrying `max` after the task began,
@@ -73,40 +75,13 @@ def _request(task: dsl.PipelineTask, requests: Requests, accelerators: int = 0, 
         ) from None
 
 
-def _toleration(spec: str) -> dict[str, str]:
-    """`key[=value]:Effect` → add_toleration's arguments (no value: operator Exists)."""
-    taint, separator, effect = spec.rpartition(":")
-    key, equals, value = taint.partition("=")
-    if not separator or not key or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-        raise PipelineError(
-            f"'{spec}' is not a toleration",
-            field="--gpu-toleration",
-            fix="give key[=value]:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute, "
-            "e.g. nvidia.com/gpu:NoSchedule ('' for none)",
-        )
-    if equals:
-        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
-    return {"key": key, "operator": "Exists", "effect": effect}
-
-
-def _node_selector(spec: str) -> tuple[str, str]:
-    key, equals, value = spec.partition("=")
-    if not equals or not key:
-        raise PipelineError(
-            f"'{spec}' is not a node label",
-            field="--gpu-node-selector",
-            fix="give key=value, e.g. nvidia.com/gpu.present=true ('' for none)",
-        )
-    return key, value
-
-
 def _on_accelerators(task: dsl.PipelineTask, requests: Requests, train: TrainResources, accelerators: int) -> None:
     """Requests, the GPU nodes' toleration and label, and an in-memory /dev/shm for DataLoader workers."""
     _request(task, requests, accelerators, train.accelerator_type)
     if accelerators and train.gpu_toleration:
-        kubernetes.add_toleration(task, **_toleration(train.gpu_toleration))
+        kubernetes.add_toleration(task, **toleration(train.gpu_toleration))
     if accelerators and train.gpu_node_selector:
-        kubernetes.add_node_selector(task, *_node_selector(train.gpu_node_selector))
+        kubernetes.add_node_selector(task, *node_selector(train.gpu_node_selector))
     if train.shm_size:
         kubernetes.empty_dir_mount(
             task, volume_name="dshm", mount_path=SHM_PATH, medium="Memory", size_limit=train.shm_size

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from mlic import __version__
+from mlic.errors import PipelineError
 
 PIPELINE_NAME = "mlic"
 #: The runtime image built by the Dockerfile's `runtime` target (docs/operations.md). A tag is
@@ -92,3 +93,31 @@ def mutable_image_problem(image: str) -> str | None:
         f"image {image} is not pinned by digest: KFP's cache key holds the image string, so after a "
         "rebuild under the same tag the cluster reuses results cached with the old image"
     )
+
+
+def toleration(spec: str) -> dict[str, str]:
+    """`key[=value]:Effect` → add_toleration's arguments (no value: operator Exists)."""
+    taint, separator, effect = spec.rpartition(":")
+    key, equals, value = taint.partition("=")
+    if not separator or not key or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+        raise PipelineError(
+            f"'{spec}' is not a toleration",
+            field="--gpu-toleration",
+            fix="give key[=value]:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute, "
+            "e.g. nvidia.com/gpu:NoSchedule ('' for none)",
+        )
+    if equals:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def node_selector(spec: str) -> tuple[str, str]:
+    """`key=value` → (key, value) of a node label."""
+    key, equals, value = spec.partition("=")
+    if not equals or not key:
+        raise PipelineError(
+            f"'{spec}' is not a node label",
+            field="--gpu-node-selector",
+            fix="give key=value, e.g. nvidia.com/gpu.present=true ('' for none)",
+        )
+    return key, value
