@@ -446,7 +446,7 @@ def settings_line(config: Config, seeds: list[int], data_seeds: list[int]) -> st
     data, settings = config.data, config.train
     return (
         f"{data.source} data ({data.synthetic.num_images} images, data seeds {' '.join(map(str, data_seeds))}), "
-        f"{settings.backbone} {'pretrained' if settings.pretrained_path else 'random init'} "
+        f"{settings.backbone} {'pretrained' if settings.pretrained or settings.pretrained_path else 'random init'} "
         f"at {settings.image_size} px, "
         f"{settings.epochs} epochs, batch {settings.batch_size}, lr {settings.lr}, "
         f"head_lr_scale {settings.head_lr_scale}; train seeds {' '.join(map(str, seeds))}; "

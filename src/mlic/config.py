@@ -149,7 +149,10 @@ class GraphConfig(Strict):
 
 class TrainConfig(Strict):
     backbone: str = "resnet18"
-    #: Local weights file for the backbone (timm state_dict); nothing is downloaded.
+    #: ImageNet weights for the backbone through timm's own loading (the Hugging Face Hub; with
+    #: HF_HUB_OFFLINE=1 only from the HF cache, HF_HOME/HF_HUB_CACHE), e.g. baked into an image.
+    pretrained: bool = False
+    #: A local weights file for the backbone (timm state_dict); wins over `pretrained`, downloads nothing.
     pretrained_path: str | None = None
     image_size: int = Field(96, ge=32, le=1024)
     epochs: int = Field(8, ge=1)

@@ -8,6 +8,7 @@ from mlic.knobs import BaselineKnobs, FeatureStride
 from mlic.models.layers import (
     Backbone,
     GlobalPoolClassifier,
+    PretrainedWeights,
 )
 from mlic.models.registry import ModelInputs, register_model
 
@@ -17,12 +18,12 @@ class Baseline(nn.Module):
         self,
         num_classes: int,
         backbone: str,
-        pretrained_path: str | None,
+        pretrained: PretrainedWeights | None,
         dropout: float,
         feature_stride: FeatureStride,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone.deepest(backbone, pretrained_path, feature_stride)
+        self.backbone = Backbone.deepest(backbone, pretrained, feature_stride)
         self.head = GlobalPoolClassifier(self.backbone.out_channels, num_classes, pool="avg", dropout=dropout)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -34,4 +35,4 @@ def baseline(*, inputs: ModelInputs, knobs: BaselineKnobs) -> nn.Module:
     """The graph is not used: the baseline sees only pixels. `feature_stride` 16 is there so a
     single-map graph model reading a dilated map (CMA-SGE's knob) can be compared with a
     baseline reading the same map."""
-    return Baseline(inputs.num_classes, inputs.backbone, inputs.pretrained_path, knobs.dropout, knobs.feature_stride)
+    return Baseline(inputs.num_classes, inputs.backbone, inputs.pretrained, knobs.dropout, knobs.feature_stride)

@@ -32,6 +32,7 @@ from mlic.models.layers import (
     LabelGuidedAttention,
     LearnedQueries,
     PerLabelClassifier,
+    PretrainedWeights,
     WeightedSum,
     register_graph_buffers,
 )
@@ -91,7 +92,7 @@ class CMASGE(nn.Module):
         self,
         graph: LabelGraph,
         backbone: str,
-        pretrained_path: str | None,
+        pretrained: PretrainedWeights | None,
         *,
         semantic_dim: int,
         asge_hidden: int,
@@ -104,9 +105,9 @@ class CMASGE(nn.Module):
     ) -> None:
         super().__init__()
         if scales == 1:
-            self.backbone = Backbone.deepest(backbone, pretrained_path, feature_stride)
+            self.backbone = Backbone.deepest(backbone, pretrained, feature_stride)
         else:
-            self.backbone = Backbone(backbone, strides=STAGES_2_TO_4[-scales:], pretrained_path=pretrained_path)
+            self.backbone = Backbone(backbone, strides=STAGES_2_TO_4[-scales:], pretrained=pretrained)
         register_graph_buffers(self, graph, label_graph)
         self.asge = (
             AdjacencySimilarityEmbedding(graph.embedding_dim, asge_hidden, semantic_dim)
@@ -157,4 +158,4 @@ def cmasge(*, inputs: ModelInputs, knobs: CmasgeKnobs) -> nn.Module:
     14×14 maps adds up far more, so there it changes little; on the demo's 3×3 maps it is what
     keeps the attention branch trainable. `scales` 1 is the CMA of the paper's method section; 2–3 its MS-CMA (module
     docstring). A dilated last stage (`feature_stride` 16) is for the single-scale model only."""
-    return CMASGE(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
+    return CMASGE(inputs.graph, inputs.backbone, inputs.pretrained, **knobs.model_dump())

@@ -28,6 +28,7 @@ from mlic.models.layers import (
     LearnedQueries,
     MultiLayerSemanticHead,
     MultiScaleProjection,
+    PretrainedWeights,
     WeightedSum,
 )
 from mlic.models.registry import ModelInputs, register_model
@@ -38,7 +39,7 @@ class MultiScaleBaseline(nn.Module):
         self,
         num_classes: int,
         backbone: str,
-        pretrained_path: str | None,
+        pretrained: PretrainedWeights | None,
         *,
         dim: int,
         projection: Projection,
@@ -46,7 +47,7 @@ class MultiScaleBaseline(nn.Module):
         pool: PoolKind,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
+        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained=pretrained)
         self.project = MultiScaleProjection(self.backbone.channels, dim, projection)
         self.heads = nn.ModuleList(GlobalPoolClassifier(dim, num_classes, pool) for _ in self.backbone.channels)
         self.fuse = WeightedSum(len(self.backbone.channels), layer_fusion)
@@ -61,7 +62,7 @@ class MultiScaleSharedQuery(nn.Module):
         self,
         num_classes: int,
         backbone: str,
-        pretrained_path: str | None,
+        pretrained: PretrainedWeights | None,
         *,
         dim: int,
         projection: Projection,
@@ -69,7 +70,7 @@ class MultiScaleSharedQuery(nn.Module):
         attention: Similarity,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
+        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained=pretrained)
         self.shared_query = LearnedQueries(1, dim)
         self.layers_head = MultiLayerSemanticHead(
             self.backbone.channels, dim, num_classes, layer_fusion, attention, projection=projection
@@ -84,11 +85,11 @@ class MultiScaleSharedQuery(nn.Module):
 def msbaseline(*, inputs: ModelInputs, knobs: MsbaselineKnobs) -> nn.Module:
     """512-d stages through 1×1 conv–BN–ReLU, as SGFN and MGSGN project them; set `projection:
     plain` to match MSRN's reference projection."""
-    return MultiScaleBaseline(inputs.num_classes, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
+    return MultiScaleBaseline(inputs.num_classes, inputs.backbone, inputs.pretrained, **knobs.model_dump())
 
 
 @register_model("msshared")
 def msshared(*, inputs: ModelInputs, knobs: MssharedKnobs) -> nn.Module:
     """As `msbaseline`, with `attention` the form of label-guided attention the shared query uses
     (set it to what the research model under test uses)."""
-    return MultiScaleSharedQuery(inputs.num_classes, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
+    return MultiScaleSharedQuery(inputs.num_classes, inputs.backbone, inputs.pretrained, **knobs.model_dump())

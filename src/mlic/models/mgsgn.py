@@ -30,6 +30,7 @@ from mlic.models.layers import (
     LearnedQueries,
     MultiScaleProjection,
     PerLabelClassifier,
+    PretrainedWeights,
     WeightedSum,
     register_graph_buffers,
 )
@@ -121,7 +122,7 @@ class MGSGN(nn.Module):
         self,
         graph: LabelGraph,
         backbone: str,
-        pretrained_path: str | None,
+        pretrained: PretrainedWeights | None,
         *,
         feature_dim: int,
         attention_dim: int,
@@ -137,7 +138,7 @@ class MGSGN(nn.Module):
         queries: QuerySource,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
+        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained=pretrained)
         register_graph_buffers(self, graph, label_graph)
         self.project = MultiScaleProjection(self.backbone.channels, feature_dim)
         self.reconstruct = CrossScaleReconstruction(
@@ -180,4 +181,4 @@ def mgsgn(*, inputs: ModelInputs, knobs: MgsgnKnobs) -> nn.Module:
     label keeping its 8 nearest labels in the dynamic graph (`top_k: null` keeps all); a 512-wide
     hidden GCN layer; the reconstruction on the deepest map's own grid (`reconstruction_stride`
     32)."""
-    return MGSGN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
+    return MGSGN(inputs.graph, inputs.backbone, inputs.pretrained, **knobs.model_dump())

@@ -10,6 +10,7 @@ from mlic.knobs import FeatureStride, LabelGraphInput, MlgcnKnobs, PoolKind
 from mlic.models.layers import (
     Backbone,
     GCNStack,
+    PretrainedWeights,
     global_pool,
     register_graph_buffers,
 )
@@ -21,7 +22,7 @@ class MLGCN(nn.Module):
         self,
         graph: LabelGraph,
         backbone: str,
-        pretrained_path: str | None,
+        pretrained: PretrainedWeights | None,
         *,
         hidden_dim: int,
         pool: PoolKind,
@@ -29,7 +30,7 @@ class MLGCN(nn.Module):
         label_graph: LabelGraphInput,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone.deepest(backbone, pretrained_path, feature_stride)
+        self.backbone = Backbone.deepest(backbone, pretrained, feature_stride)
         register_graph_buffers(self, graph, label_graph)
         self.pool = global_pool(pool)
         self.gcn = GCNStack([graph.embedding_dim, hidden_dim, self.backbone.out_channels])
@@ -44,4 +45,4 @@ class MLGCN(nn.Module):
 def mlgcn(*, inputs: ModelInputs, knobs: MlgcnKnobs) -> nn.Module:
     """`hidden_dim` is the paper's 1024; `pool` is global max as in the paper (avg as a knob);
     `feature_stride` 16 reads a dilated last stage (`Backbone.deepest`)."""
-    return MLGCN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
+    return MLGCN(inputs.graph, inputs.backbone, inputs.pretrained, **knobs.model_dump())

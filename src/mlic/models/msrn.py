@@ -32,6 +32,7 @@ from mlic.models.layers import (
     LearnedQueries,
     MultiScaleProjection,
     PerLabelClassifier,
+    PretrainedWeights,
     group_count,
     labels_with_groups,
     register_graph_buffers,
@@ -72,7 +73,7 @@ class MSRN(nn.Module):
         self,
         graph: LabelGraph,
         backbone: str,
-        pretrained_path: str | None,
+        pretrained: PretrainedWeights | None,
         *,
         semantic_dim: int,
         word_dim: int,
@@ -91,7 +92,7 @@ class MSRN(nn.Module):
         super().__init__()
         num_classes = graph.num_classes
         num_groups = group_count(num_classes, pool_ratio)
-        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
+        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained=pretrained)
         register_graph_buffers(self, graph, label_graph)
         self.semantics = (
             LabelSemantics(
@@ -160,4 +161,4 @@ def msrn(*, inputs: ModelInputs, knobs: MsrnKnobs) -> nn.Module:
     attention on a plain projection, and the tanh → 2048 → C MLP head. On COCO (80 labels, 16
     groups) that MLP's first layer holds 302 M weights (82 M on the demo's 21 labels): `head: per_label`
     is the light one."""
-    return MSRN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
+    return MSRN(inputs.graph, inputs.backbone, inputs.pretrained, **knobs.model_dump())

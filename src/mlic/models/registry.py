@@ -17,6 +17,7 @@ from mlic.config import config_error
 from mlic.errors import ConfigError
 from mlic.graph.label_graph import LabelGraph
 from mlic.knobs import Knobs, knobs_class
+from mlic.models.layers.backbone import PretrainedWeights
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ModelInputs:
     num_classes: int
     graph: LabelGraph
     backbone: str
-    pretrained_path: str | None = None
+    pretrained: PretrainedWeights | None = None
 
 
 #: `builder(inputs=..., knobs=...)`: the knobs are the architecture's class in mlic.knobs, validated.
@@ -67,7 +68,7 @@ def create_model(
     num_classes: int,
     graph: LabelGraph,
     backbone: str = "resnet18",
-    pretrained_path: str | None = None,
+    pretrained: PretrainedWeights | None = None,
     knobs: Knobs | Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build architecture `name` from its knobs (typed, or a mapping of the ones that depart from
@@ -85,7 +86,7 @@ def create_model(
             fix="re-run the graph step on the current prepared data",
         )
     typed = validate_knobs(name, knobs if knobs is not None else {})
-    inputs = ModelInputs(num_classes, graph, backbone, pretrained_path)
+    inputs = ModelInputs(num_classes, graph, backbone, pretrained)
     return _MODELS[name](inputs=inputs, knobs=typed)
 
 

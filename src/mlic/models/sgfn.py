@@ -40,6 +40,7 @@ from mlic.models.layers import (
     GCNStack,
     LearnedQueries,
     MultiLayerSemanticHead,
+    PretrainedWeights,
     SemanticFusion,
     group_count,
     register_graph_buffers,
@@ -85,7 +86,7 @@ class SGFN(nn.Module):
         self,
         graph: LabelGraph,
         backbone: str,
-        pretrained_path: str | None,
+        pretrained: PretrainedWeights | None,
         *,
         semantic_dim: int,
         gcn_hidden: int,
@@ -100,7 +101,7 @@ class SGFN(nn.Module):
         queries: QuerySource,
     ) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained_path=pretrained_path)
+        self.backbone = Backbone(backbone, strides=STAGES_2_TO_4, pretrained=pretrained)
         register_graph_buffers(self, graph, label_graph)
         channels = self.backbone.out_channels
         num_groups = group_count(graph.num_classes, pool_ratio)
@@ -137,4 +138,4 @@ def sgfn(*, inputs: ModelInputs, knobs: SgfnKnobs) -> nn.Module:
     the paper's learned fusion of layer predictions is the default; `pool_ratio` sizes the
     groups as MSRN does; `combine` only matters for the `shared` reading. The loss is BCE: the
     paper's ASL option is not implemented."""
-    return SGFN(inputs.graph, inputs.backbone, inputs.pretrained_path, **knobs.model_dump())
+    return SGFN(inputs.graph, inputs.backbone, inputs.pretrained, **knobs.model_dump())

@@ -37,6 +37,7 @@ from mlic.evaluation.predict import autocast_context, predict_probabilities
 from mlic.graph.label_graph import LabelGraph
 from mlic.io import atomic_dir, write_json
 from mlic.models import create_model, model_spec
+from mlic.models.layers import PretrainedWeights
 from mlic.models.saved import save_model
 from mlic.paths import Paths
 from mlic.training import distributed
@@ -154,7 +155,7 @@ class Trainer:
             self.num_classes,
             self.graph,
             backbone=self.settings.backbone,
-            pretrained_path=self.settings.pretrained_path,
+            pretrained=PretrainedWeights.from_settings(self.settings.pretrained, self.settings.pretrained_path),
             knobs=self.knobs,
         ).to(self.device)
         self.train_set, self.val_set = self._datasets()

@@ -1,7 +1,7 @@
 """Shared model pieces, written once and composed by the architectures."""
 
 from mlic.models.layers.attention import CrossAttention2d, LabelGuidedAttention
-from mlic.models.layers.backbone import STAGES_2_TO_4, Backbone
+from mlic.models.layers.backbone import STAGES_2_TO_4, Backbone, PretrainedWeights
 from mlic.models.layers.classifier import GlobalPoolClassifier, PerLabelClassifier
 from mlic.models.layers.fusion import SemanticFusion, WeightedSum
 from mlic.models.layers.gat import GATStack, GraphAttention
@@ -38,6 +38,7 @@ __all__ = [
     "GraphStack",
     "LabelGuidedAttention",
     "LearnedQueries",
+    "PretrainedWeights",
     "MultiLayerSemanticHead",
     "MultiScaleProjection",
     "PerLabelClassifier",

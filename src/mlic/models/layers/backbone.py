@@ -15,6 +15,8 @@ tensors.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,51 @@ from mlic.knobs import FeatureStride
 STAGES_2_TO_4 = (8, 16, 32)
 
 
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """Where a backbone's pretrained weights come from: a local timm state_dict (`file`), or, with
+    no file, timm's own loading from the Hugging Face Hub, which honours HF_HUB_OFFLINE and the
+    cache variables (HF_HOME, HF_HUB_CACHE): an image or a volume with the weights in that cache
+    trains offline (docs/operations.md)."""
+
+    file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, pretrained: bool, pretrained_path: str | None) -> PretrainedWeights | None:
+        """`train.pretrained_path` (a file) wins; `train.pretrained` alone means timm's hub; neither: random init."""
+        if pretrained_path:
+            return cls(Path(pretrained_path))
+        return cls() if pretrained else None
+
+    def timm_arguments(self) -> dict[str, Any]:
+        """What `timm.create_model` takes to load these weights; a missing file is a ConfigError."""
+        if self.file is None:
+            return {"pretrained": True}
+        if not self.file.is_file():
+            raise ConfigError(
+                "backbone weights file not found",
+                file=self.file,
+                field="train.pretrained_path",
+                fix="point it at a local timm state_dict, or set it to null for random init",
+            )
+        return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(self.file)}}
+
+
+def _hub_error(name: str, exc: Exception) -> ConfigError:
+    """Why timm could not fetch `name`'s weights, with the ways to give them offline."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return ConfigError(
+        f"cannot load pretrained weights for backbone '{name}' from timm's hub"
+        f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: {type(exc).__name__}: {reason}",
+        field="train.pretrained",
+        fix=f"put the weights in the Hugging Face cache ({cache}) beforehand, e.g. with network: "
+        f"python -c \"import timm; timm.create_model('{name}', pretrained=True)\"; or give a local "
+        "file with train.pretrained_path; or set train.pretrained: false",
+    )
+
+
 class Backbone(nn.Module):
     """A timm feature extractor returning the maps at `strides` (shallowest first, deepest last).
 
@@ -41,25 +88,21 @@ class Backbone(nn.Module):
         self,
         name: str,
         strides: tuple[int, ...] = (32,),
-        pretrained_path: str | None = None,
+        pretrained: PretrainedWeights | None = None,
         output_stride: int | None = None,
     ) -> None:
         super().__init__()
         kwargs: dict[str, Any] = {"features_only": True}
         if output_stride is not None:
             kwargs["output_stride"] = output_stride
-        if pretrained_path:
-            weights = Path(pretrained_path)
-            if not weights.is_file():
-                raise ConfigError(
-                    "backbone weights file not found",
-                    file=weights,
-                    field="train.pretrained_path",
-                    fix="point it at a local timm state_dict, or set it to null for random init",
-                )
-            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
+        if pretrained is not None:
+            kwargs.update(pretrained.timm_arguments())
         try:
             self.body = timm.create_model(name, **kwargs)
+        except (OSError, ValueError) as exc:  # huggingface_hub's offline / not-cached / HTTP errors
+            if pretrained is None or pretrained.file is not None:
+                raise
+            raise _hub_error(name, exc) from exc
         except RuntimeError as exc:
             raise ConfigError(
                 f"cannot build backbone '{name}' ({exc})", field="train.backbone", fix="use a timm model name"
@@ -95,10 +138,10 @@ class Backbone(nn.Module):
         self.body.to(memory_format=self.memory_format)
 
     @classmethod
-    def deepest(cls, name: str, pretrained_path: str | None, feature_stride: FeatureStride = 32) -> Backbone:
+    def deepest(cls, name: str, pretrained: PretrainedWeights | None, feature_stride: FeatureStride = 32) -> Backbone:
         """The last stage alone, at `feature_stride` (dilated when 16)."""
         output_stride = None if feature_stride == 32 else feature_stride
-        return cls(name, strides=(feature_stride,), pretrained_path=pretrained_path, output_stride=output_stride)
+        return cls(name, strides=(feature_stride,), pretrained=pretrained, output_stride=output_stride)
 
     @property
     def out_channels(self) -> int:
