@@ -58,6 +58,10 @@ IMAGE_COUNT = 4
 SWITCH_GAIN = 0.10
 #: Raw numbers only: a retried request would hide the 503s the report should show.
 NO_RETRY = RetryPolicy(attempts=1)
+#: What serving owes the in-process model: throughput at the highest concurrency ≥ this share of it,
+#: and p99 latency there ≤ this multiple of p50 alone (a bounded queue, not a growing one).
+THROUGHPUT_SHARE = 0.8
+P99_OVER_P50 = 4.0
 
 
 @dataclass(frozen=True)
@@ -150,28 +154,62 @@ async def _load(
         return latencies, errors, time.perf_counter() - started
 
 
+async def _answer(endpoint: server.Endpoint, body: bytes) -> dict[str, object] | None:
+    """The server's answer to one image sent alone (None when it failed)."""
+    client = PredictionClient(endpoint.prediction_url, KeyFileToken(endpoint.key_file, endpoint.management_url))
+    async with client.http_client() as http:
+        return (await client.predict(http, body, "answer check")).answer
+
+
 def measure(
     root: Path, packages: Sequence[PackageConfig], concurrencies: Sequence[int], requests: int, rounds: int
-) -> list[Load]:
+) -> tuple[list[Load], bool]:
     """A server per setting, all up at once; each round loads every server at every concurrency in
     turn (so drift in the machine's other load hits all of them alike); per setting and
-    concurrency the best round, carrying every round's images/s."""
+    concurrency the best round, carrying every round's images/s. Also whether every server
+    answered the first image alone identically before and after its load (a worker that degraded,
+    or answers that leaked between requests, would differ)."""
     runs: dict[tuple[int, int], list[Load]] = {}
+    first = images()[0]
     with contextlib.ExitStack() as servers:
         endpoints = [servers.enter_context(serving_with(root, package)) for package in packages]
+        before = [asyncio.run(_answer(endpoint, first)) for endpoint in endpoints]
         for _ in range(rounds):
             for index, (package, endpoint) in enumerate(zip(packages, endpoints, strict=True)):
                 for concurrency in concurrencies:
                     latencies, errors, seconds = asyncio.run(_load(endpoint, images(), concurrency, requests))
                     load = Load(*settings_of(package), concurrency, requests, errors, seconds, latencies, [])
                     runs.setdefault((index, concurrency), []).append(load)
+        after = [asyncio.run(_answer(endpoint, first)) for endpoint in endpoints]
+    stable = all(answer is not None for answer in before) and before == after
     loads = []
     for tries in runs.values():
         best = max(tries, key=lambda load: load.throughput)
         loads.append(replace(best, rounds=[load.throughput for load in tries]))
         figures = f"{best.throughput:.1f} images/s [{_rounds(loads[-1])}]"
         print(f"  {settings_of(best)} × {best.concurrency}: {figures}", flush=True)
-    return loads
+    return loads, stable
+
+
+def targets(loads: Sequence[Load], in_process: float, stable: bool) -> list[str]:
+    """The serving targets, each with its figures and whether this run meets it."""
+    alone = min(loads, key=lambda load: load.concurrency)
+    busiest = max(loads, key=lambda load: load.concurrency)
+    share = busiest.throughput / in_process
+    bound = P99_OVER_P50 * alone.percentile(50)
+    errors = sum(load.errors for load in loads)
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    return [
+        f"- throughput at concurrency {busiest.concurrency} ≥ {THROUGHPUT_SHARE} × in-process: "
+        f"{busiest.throughput:.1f} / {in_process:.1f} images/s = {share:.2f} × — {met(share >= THROUGHPUT_SHARE)}",
+        f"- p99 at concurrency {busiest.concurrency} ≤ {P99_OVER_P50:g} × p50 at concurrency {alone.concurrency}: "
+        f"{busiest.percentile(99):.0f} ms against {bound:.0f} ms — {met(busiest.percentile(99) <= bound)}",
+        f"- no errors under load: {errors} — {met(errors == 0)}",
+        f"- the first image answered alike before and after the load: {'yes' if stable else 'no'} — {met(stable)}",
+    ]
 
 
 def in_process_throughput(root: Path, package: PackageConfig, requests: int, rounds: int) -> float:
@@ -268,6 +306,7 @@ def report(
     sweep: list[Load],
     head_to_head: list[Load],
     picture: Path,
+    goals: list[str],
 ) -> str:
     peak = max(loads, key=lambda load: load.throughput)
     best = best_of(sweep)
@@ -305,6 +344,10 @@ def report(
         f"In process (`mlic.serving.predictor`, batches of {package.batch_size}, decode included): "
         f"{in_process:.1f} images/s. Served at its best ({peak.concurrency} concurrent): "
         f"{peak.throughput:.1f} images/s = **{peak.throughput / in_process:.2f} × in-process**.",
+        "",
+        "Targets (params.yaml's setting, the figures above):",
+        "",
+        *goals,
         "",
         f"## Sweep at concurrency {args.sweep_concurrency}, {args.sweep_requests} requests a round",
         "",
@@ -382,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
         raise ServingError("no packaged model", file=archive, fix="run `mlic package` (or `dvc repro`) in --root first")
     read_properties(Paths(args.root).serving_config)  # the project was packaged, not just half-copied
     print(f"load on {settings_of(package)} (batch_size, max_batch_delay_ms, workers)", flush=True)
-    loads = measure(args.root, [package], args.concurrency, args.requests, args.rounds)
+    loads, stable = measure(args.root, [package], args.concurrency, args.requests, args.rounds)
     in_process = in_process_throughput(args.root, package, args.requests, args.rounds)
     print(f"  in process: {in_process:.1f} images/s", flush=True)
     sweep = []
@@ -392,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
                 setting = package.model_copy(
                     update={"batch_size": batch_size, "max_batch_delay_ms": delay, "workers": workers}
                 )
-                sweep += measure(args.root, [setting], [args.sweep_concurrency], args.sweep_requests, args.rounds)
+                sweep += measure(args.root, [setting], [args.sweep_concurrency], args.sweep_requests, args.rounds)[0]
     best = best_of(sweep)
     head_to_head = []
     if settings_of(best) != settings_of(package):  # the sweep ran one server at a time: check side by side
@@ -404,12 +447,14 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         print("head to head:", flush=True)
-        head_to_head = measure(
+        head_to_head, _ = measure(
             args.root, [package, challenger], [args.sweep_concurrency], args.sweep_requests, args.rounds
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     picture = plot(loads, args.output.with_suffix(".png"))
-    args.output.write_text(report(args, package, loads, in_process, sweep, head_to_head, picture), encoding="utf-8")
+    goals = targets(loads, in_process, stable)
+    text = report(args, package, loads, in_process, sweep, head_to_head, picture, goals)
+    args.output.write_text(text, encoding="utf-8")
     numbers = {
         "date": date.today().isoformat(),
         "command": f"python bench/serving.py {shlex.join(args.argv)}",
@@ -423,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
         "best": best.summary(),
         "head_to_head": [load.summary() for load in head_to_head],
         "verdict": verdict(package, head_to_head),
+        "answer_stable_under_load": stable,
+        "targets": goals,
     }
     args.output.with_suffix(".json").write_text(json.dumps(numbers, indent=2) + "\n", encoding="utf-8")
     print(args.output.read_text(encoding="utf-8"))

@@ -45,6 +45,10 @@ def test_serving_bench_reports_latency_throughput_and_the_best_setting(packaged_
     assert cells(text.split(sweep_header)[1].splitlines()[2])[:3] == ["2", "5", "1"]
     assert "Best here: batch_size 2, max_batch_delay_ms 5, workers 1" in text
     assert "params.yaml's setting (2, 5, 1) is the sweep's best: keep it." in text  # no head to head needed
+    assert re.search(r"- throughput at concurrency 3 ≥ 0.8 × in-process: [\d.]+ / [\d.]+ images/s = [\d.]+ ×", text)
+    assert re.search(r"- p99 at concurrency 3 ≤ 4 × p50 at concurrency 1: \d+ ms against \d+ ms", text)
+    assert "- no errors under load: 0 — met" in text
+    assert "- the first image answered alike before and after the load: yes — met" in text
 
     numbers = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))
     assert [load["concurrency"] for load in numbers["loads"]] == [1, 3]
@@ -52,6 +56,7 @@ def test_serving_bench_reports_latency_throughput_and_the_best_setting(packaged_
     assert numbers["in_process_images_per_s"] > 0 and numbers["served_over_in_process"] > 0
     assert numbers["best"]["batch_size"] == 2 and numbers["best"]["errors"] == 0 and numbers["head_to_head"] == []
     assert report.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    assert numbers["answer_stable_under_load"] is True and len(numbers["targets"]) == 4
 
 
 def test_the_defaults_change_only_on_a_clear_side_by_side_gain() -> None:
@@ -66,3 +71,23 @@ def test_the_defaults_change_only_on_a_clear_side_by_side_gain() -> None:
     assert "1.05 ×" in slight and slight.endswith("under 10% more: keep params.yaml's setting.")
     clear = bench.verdict(configured, [load(8, 4.0), load(4, 2.0)])
     assert "2.00 ×" in clear and clear.endswith("switch params.yaml `package:` to the sweep's best.")
+
+
+def test_the_targets_say_which_are_met() -> None:
+    bench = load_bench("serving")
+
+    def load(concurrency: int, seconds: float, latencies: list[float], errors: int = 0) -> object:
+        return bench.Load(8, 50, 1, concurrency, 32, errors, seconds, latencies, [])
+
+    alone = load(1, 4.0, [100.0] * 10)  # p50 100 ms
+    busy = load(16, 1.0, [300.0] * 10)  # 32 images/s, p99 300 ms
+    met = bench.targets([alone, busy], in_process=36.0, stable=True)
+    assert met[0].endswith("32.0 / 36.0 images/s = 0.89 × — met")
+    assert met[1].endswith("300 ms against 400 ms — met")
+    assert met[2:] == [
+        "- no errors under load: 0 — met",
+        "- the first image answered alike before and after the load: yes — met",
+    ]
+    slow = load(16, 2.0, [500.0] * 9 + [900.0], errors=1)
+    missed = bench.targets([alone, slow], in_process=36.0, stable=False)
+    assert all(line.endswith("— **not met**") for line in missed), missed
