@@ -175,6 +175,16 @@ class Row:
         knobs = tuple((knob, value) for knob, value in (item.split("=", 1) for item in items))
         return cls(text.strip(), match[1], knobs)
 
+    def base(self, present: set[str]) -> str | None:
+        """The row a variant is compared with: itself without its last knob when that ran
+        (`msrn[word_norm=1,label_graph=none]` against `msrn[word_norm=1]`), else its architecture
+        as configured; None for a row without knobs, or with no base among the runs."""
+        if not self.knobs:
+            return None
+        kept = ",".join(f"{knob}={value}" for knob, value in self.knobs[:-1])
+        parent = f"{self.arch}[{kept}]" if kept else self.arch
+        return next((name for name in (parent, self.arch) if name in present), None)
+
     def overrides(self) -> list[str]:
         return [f"architectures=[{self.arch}]", *(f"models.{self.arch}.{knob}={value}" for knob, value in self.knobs)]
 
@@ -357,17 +367,17 @@ def compare(runs: list[Run], row: str, reference: str, field: str = "mAP") -> Di
 
 
 def table(runs: list[Run], rows: list[Row]) -> str:
-    """Every row against the references present in the run and, for a variant, against its
-    architecture as configured."""
+    """Every row against the references present in the run and, for a variant, against its base
+    (`Row.base`)."""
     present = {run.row for run in runs}
     references = [name for name in REFERENCES if name in present]
-    has_variants = any(row.knobs and row.arch in present for row in rows)
+    has_variants = any(row.base(present) for row in rows)
     headers = [
         "row",
         "test mAP",
         "val mAP",
         *(f"Δ vs {name} [95% CI]" for name in references),
-        *(["Δ vs as configured [95% CI]"] if has_variants else []),
+        *(["Δ vs base [95% CI]"] if has_variants else []),
         "look-alike AP",
         "other AP",
         "label-query cos",
@@ -383,7 +393,8 @@ def table(runs: list[Run], rows: list[Row]) -> str:
         maps = figures(runs, row.name, "mAP")
         deltas = ["–" if row.name == name else str(compare(runs, row.name, name)) for name in references]
         if has_variants:
-            deltas.append(str(compare(runs, row.name, row.arch)) if row.knobs and row.arch in present else "–")
+            base = row.base(present)
+            deltas.append(str(compare(runs, row.name, base)) if base else "–")
         mine = [run for run in runs if run.row == row.name]
         lines.append(
             f"| {row.name} | {spread(maps)} | {spread(figures(runs, row.name, 'val_mAP'))} | {' | '.join(deltas)} "
@@ -464,7 +475,9 @@ def write_report(path: Path, command: str, settings: str, body: str, started: da
         "mAP and AP in %, test split unless named val, mean ± std over every (data seed, train seed) run of the row "
         "(their count and data seeds in `runs`). "
         "Knobs are chosen on val mAP; test is reported, never chosen on. Δ is the difference of means with "
-        "its 95% Welch confidence interval, over the data seeds both rows have (they differ in difficulty). "
+        "its 95% Welch confidence interval, over the data seeds both rows have (they differ in difficulty); "
+        "a variant's base is the same row without its last knob when that ran, else the architecture as "
+        "configured. "
         "Look-alike AP is the mean AP of "
         f"{', '.join('/'.join(group) for group in LOOK_ALIKE_GROUPS)} (one sprite each, told apart only by "
         "their companions), other AP that of the remaining categories. Label-query cos is the mean cosine "
