@@ -279,3 +279,14 @@ def test_the_package_artifact_reads_as_a_kserve_storage_uri() -> None:
         "s3://mlpipeline/v2/artifacts/mlic/run/package/7/model_archive"
     )
     assert storage_uri("gs://bucket/v2/artifacts/model_archive") == "gs://bucket/v2/artifacts/model_archive"
+
+
+def test_every_task_pulls_with_the_given_registry_secrets(tmp_path: Path) -> None:
+    ir = compile_ir(tmp_path, "--image-pull-secret", "regcred", "--image-pull-secret", "mirror")
+    for executor in ir["deploymentSpec"]["executors"]:
+        secrets = ir["platform"][executor]["imagePullSecret"]
+        assert [secret["secretName"] for secret in secrets] == ["regcred", "mirror"], executor
+
+
+def test_no_pull_secret_unless_asked(ir: dict[str, Any]) -> None:
+    assert not any("imagePullSecret" in executor for executor in ir["platform"].values())

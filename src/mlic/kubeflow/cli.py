@@ -63,6 +63,13 @@ ShmOption = Annotated[str, typer.Option("--shm-size", help="In-memory /dev/shm o
 ParallelismOption = Annotated[
     int, typer.Option("--train-parallelism", min=1, help="Architectures trained at once (each with --gpus GPUs).")
 ]
+PullSecretOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--image-pull-secret",
+        help="Secret (kubernetes.io/dockerconfigjson) every task pulls the image with (repeatable).",
+    ),
+]
 RetriesOption = Annotated[int, typer.Option("--retries", min=0, help="Retries of the fetch and train tasks.")]
 SecretOption = Annotated[
     str, typer.Option("--data-secret", help="Kubernetes Secret with the data credentials for the fetch tasks.")
@@ -137,6 +144,7 @@ def _settings(
     no_cache: bool,
     data_secret: str,
     data_secret_key: list[str] | None,
+    image_pull_secret: list[str] | None,
 ) -> BuildSettings:
     """The build settings of `compile` and `submit`, from their shared options (one place, so they cannot drift)."""
     _check_image(image, allow_mutable_tag)
@@ -148,6 +156,7 @@ def _settings(
         train_parallelism=train_parallelism,
         retries=retries,
         data_secret=DataSecret(data_secret, tuple(data_secret_key or DataSecret().keys)),
+        image_pull_secrets=tuple(image_pull_secret or ()),
     )
 
 
@@ -179,6 +188,7 @@ def compile_command(
     no_cache: NoCacheOption = False,
     data_secret: SecretOption = "",
     data_secret_key: SecretKeysOption = None,
+    image_pull_secret: PullSecretOption = None,
 ) -> None:
     """Compile the Kubeflow pipeline to YAML (params.yaml becomes the `params` default)."""
     options = locals()
@@ -256,6 +266,7 @@ def submit_command(
     no_cache: NoCacheOption = False,
     data_secret: SecretOption = "",
     data_secret_key: SecretKeysOption = None,
+    image_pull_secret: PullSecretOption = None,
 ) -> None:
     """Compile the pipeline and start a run of it on a Kubeflow Pipelines API.
 

@@ -111,10 +111,16 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
         data_rev: str = DATA_PARAMETERS["data_rev"],
         data_path: str = DATA_PARAMETERS["data_path"],
     ) -> dsl.Metrics:
+        def pulled(task: dsl.PipelineTask) -> dsl.PipelineTask:
+            """The registry credentials the task's pod pulls the image with, if any."""
+            if settings.image_pull_secrets:
+                kubernetes.set_image_pull_secrets(task, list(settings.image_pull_secrets))
+            return task
+
         def step(task: dsl.PipelineTask, cache: bool = settings.cache) -> dsl.PipelineTask:
-            """Caching and the task's CPU/memory requests (settings.requests, by task name)."""
+            """Caching, the task's CPU/memory requests (settings.requests, by task name), pull secrets."""
             _request(task, settings.requests[task.name])
-            return task.set_caching_options(cache)
+            return pulled(task).set_caching_options(cache)
 
         step_params = step(components.check_params(params=params))
         training_plan = step(components.plan_training(params=params)).after(step_params)
@@ -136,7 +142,7 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
             trained = components.train(
                 params=run.params, arch=run.arch, prepared=prepared_data, graph=label_graph.outputs["graph"]
             )
-            trained.set_caching_options(settings.cache).set_retry(settings.retries, **RETRY_BACKOFF)
+            pulled(trained).set_caching_options(settings.cache).set_retry(settings.retries, **RETRY_BACKOFF)
             _on_accelerators(trained, Requests(train.cpu, train.memory), train, train.accelerator_count)
 
         evaluated = components.evaluate(
@@ -144,7 +150,7 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
             prepared=prepared_data,
             models=dsl.Collected(trained.outputs["model"]),
         )
-        evaluated.set_caching_options(settings.cache)
+        pulled(evaluated).set_caching_options(settings.cache)
         # Scoring every model on the test split: one GPU when training has them, else the CPUs.
         _on_accelerators(evaluated, settings.requests["evaluate"], train, min(train.accelerator_count, 1))
         with dsl.If(evaluated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - kfp builds a condition

@@ -82,6 +82,9 @@ class BuildSettings:
     #: Retries of the tasks that can fail transiently (fetch: network; train: node loss, preemption).
     retries: int = 2
     data_secret: DataSecret = field(default_factory=DataSecret)
+    #: Secrets of type kubernetes.io/dockerconfigjson every task's pod pulls the image with (a
+    #: private registry); empty: the namespace's default service account's.
+    image_pull_secrets: tuple[str, ...] = ()
     requests: dict[str, Requests] = field(default_factory=lambda: dict(DEFAULT_REQUESTS))
 
 
