@@ -204,13 +204,16 @@ def test_unknown_pipeline_parameters_are_refused_before_sending(kfp_api: tuple[s
     assert not fake.calls
 
 
-def test_a_data_url_with_credentials_is_warned_about(kfp_api: tuple[str, FakeKfp]) -> None:
+def test_a_data_url_with_credentials_is_refused_before_sending(kfp_api: tuple[str, FakeKfp]) -> None:
     """KFP keeps run parameters in plain text: the token belongs in a Secret (--data-secret)."""
-    host, _ = kfp_api
-    url = "data_repo_url=https://mlic:t0ken@git.example.com/data.git"
-    result = submit(host, "--param", url)
-    assert result.exit_code == 0, result.output
-    assert "data_repo_url carries credentials" in result.output and "--data-secret" in result.output
+    host, fake = kfp_api
+    result = submit(host, "--param", "data_repo_url=https://mlic:t0ken@git.example.com/data.git")
+    assert result.exit_code == PipelineError.exit_code, result.output
+    assert "data_repo_url carries credentials (https://***@git.example.com/data.git)" in result.output
+    assert "--data-secret" in result.output and "t0ken" not in result.output
+    assert not fake.calls
+    mistyped = submit(host, "--param", "repo=https://mlic:t0ken@git.example.com/data.git")
+    assert mistyped.exit_code == PipelineError.exit_code and "t0ken" not in mistyped.output
 
 
 def test_an_image_by_tag_alone_is_refused_before_sending(kfp_api: tuple[str, FakeKfp]) -> None:

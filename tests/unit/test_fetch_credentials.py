@@ -22,6 +22,8 @@ from mlic.kubeflow import tasks
 from mlic.urls import redact
 
 TOKEN = "s3cr3t-t0ken"
+#: A credential given the way the pipeline gives it (a Secret's key as an environment variable).
+SECRET_ENV = {"AWS_SECRET_ACCESS_KEY": "pl4nted-s3cret", "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=pl4nted"}
 
 
 @dataclass
@@ -65,9 +67,17 @@ def test_redact_hides_the_userinfo_of_every_url() -> None:
     assert redact("https://example.com/a.git") == "https://example.com/a.git"
 
 
-def test_a_token_in_the_url_reaches_no_log_error_or_metadata(
-    repo_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def files_holding(folder: Path, secret: str) -> list[Path]:
+    """Every file under `folder` whose bytes contain `secret`."""
+    return [path for path in folder.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+
+
+def test_a_token_in_the_url_reaches_no_log_error_metadata_or_file(
+    repo_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # whatever git or dvc write beside the task lands here, to be grepped
     caplog.set_level(logging.DEBUG)
     commit = tasks.resolve_data_revision(repo_url, "")
     assert len(commit) == 40
@@ -80,8 +90,10 @@ def test_a_token_in_the_url_reaches_no_log_error_or_metadata(
     assert "dvc get http://***@127.0.0.1" in error  # the URL is still there to debug with, without the token
     assert data.metadata["repo_url"] == redact(repo_url) and data.metadata["commit"] == commit
 
-    for where, text in {"log": caplog.text, "error": error, "metadata": repr(data.metadata)}.items():
-        assert TOKEN not in text, where
+    for secret in [TOKEN, *SECRET_ENV.values()]:
+        for where, text in {"log": caplog.text, "error": error, "metadata": repr(data.metadata)}.items():
+            assert secret not in text, where
+        assert files_holding(tmp_path, secret) == []  # the fetched data, git's and dvc's own files
 
 
 def test_a_missing_revision_names_the_repository_without_its_token(repo_url: str) -> None:

@@ -91,24 +91,26 @@ def _params_json(params: Path, overrides: list[str] | None) -> str:
 
 
 def _pipeline_arguments(items: list[str] | None) -> dict[str, str]:
-    """`--param name=value` → pipeline arguments; only the data parameters may be set this way."""
+    """`--param name=value` → pipeline arguments; only the data parameters may be set this way,
+    and never with credentials in them: KFP keeps run parameters in plain text, for anyone who can
+    list runs, so those go through a Secret (--data-secret)."""
     arguments: dict[str, str] = {}
     for item in items or []:
         name, separator, value = item.partition("=")
         if not separator or name not in DATA_PARAMETERS:
             raise PipelineError(
-                f"'{item}' is not name=value with a known pipeline parameter",
+                f"'{redact(item)}' is not name=value with a known pipeline parameter",
                 field="--param",
                 fix=f"use one of {', '.join(DATA_PARAMETERS)}; params.yaml keys go through --set",
             )
+        if redact(value) != value:
+            raise PipelineError(
+                f"{name} carries credentials ({redact(value)}): KFP would keep them in the run's parameters, "
+                "in plain text",
+                field="--param",
+                fix="give the URL without them and the credentials through --data-secret (docs/operations.md)",
+            )
         arguments[name] = value
-    url = arguments.get("data_repo_url", "")
-    if url and redact(url) != url:
-        typer.echo(
-            "warning: data_repo_url carries credentials: the logs show it redacted, but KFP stores run "
-            "parameters in plain text; give them through --data-secret instead (docs/operations.md)",
-            err=True,
-        )
     return arguments
 
 
