@@ -6,7 +6,8 @@ No `from __future__ import annotations` here: kfp reads the test pipeline's anno
 from pathlib import Path
 
 import pytest
-from kfp import components, dsl
+import yaml
+from kfp import compiler, components, dsl
 from typer.testing import CliRunner
 
 from mlic.cli import app
@@ -25,9 +26,10 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_committed_specs_are_the_compiled_ones(fresh: Path) -> None:
-    names = sorted(path.name for path in fresh.glob("*.yaml"))
+    names = sorted(str(path.relative_to(fresh)) for path in fresh.glob("*/component.yaml"))
     assert names == sorted(component_file_name(function.__name__) for function in FUNCTIONS)
-    assert sorted(path.name for path in COMMITTED.glob("*.yaml")) == names, "run `make components`"
+    committed = sorted(str(path.relative_to(COMMITTED)) for path in COMMITTED.glob("**/*.yaml"))
+    assert committed == names, "run `make components`"
     for name in names:
         assert (COMMITTED / name).read_text() == (fresh / name).read_text(), f"{name} is stale: run `make components`"
 
@@ -42,11 +44,11 @@ def test_each_spec_loads_and_runs_in_the_runtime_image(function: object) -> None
     assert component.name == function.__name__.replace("_", "-")
 
 
-def test_a_loaded_spec_wires_into_a_pipeline_of_ones_own() -> None:
-    train = components.load_component_from_file(str(COMMITTED / "train.yaml"))
-    graph = components.load_component_from_file(str(COMMITTED / "graph.yaml"))
-    prepare = components.load_component_from_file(str(COMMITTED / "prepare.yaml"))
-    fetch = components.load_component_from_file(str(COMMITTED / "fetch-data.yaml"))
+def test_a_loaded_spec_wires_into_a_pipeline_of_ones_own_that_compiles(tmp_path: Path) -> None:
+    train = components.load_component_from_file(str(COMMITTED / "train" / "component.yaml"))
+    graph = components.load_component_from_file(str(COMMITTED / "graph" / "component.yaml"))
+    prepare = components.load_component_from_file(str(COMMITTED / "prepare" / "component.yaml"))
+    fetch = components.load_component_from_file(str(COMMITTED / "fetch-data" / "component.yaml"))
 
     @dsl.pipeline(name="mine")
     def mine(params: str) -> None:
@@ -60,3 +62,9 @@ def test_a_loaded_spec_wires_into_a_pipeline_of_ones_own() -> None:
 
     tasks = mine.pipeline_spec.root.dag.tasks
     assert set(tasks) == {"fetch-data", "prepare", "graph", "train"}
+    output = tmp_path / "mine.yaml"
+    compiler.Compiler().compile(mine, str(output))
+    compiled = yaml.safe_load(output.read_text())
+    train_image = compiled["deploymentSpec"]["executors"]["exec-train"]["container"]["image"]
+    assert train_image == "registry.example.com/mlic-runtime@sha256:" + "0" * 64
+    assert compiled["root"]["dag"]["tasks"]["train"]["dependentTasks"] == ["graph", "prepare"]

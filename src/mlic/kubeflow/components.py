@@ -151,8 +151,9 @@ def build_components(image: str) -> Components:
 
 
 def component_file_name(name: str) -> str:
-    """`fetch_data` → `fetch-data.yaml`: the task name kfp gives the component, as a file."""
-    return name.replace("_", "-") + ".yaml"
+    """`fetch_data` → `fetch-data/component.yaml`: a folder named as kfp names the task, holding the
+    spec under the name Kubeflow's component collections use."""
+    return f"{name.replace('_', '-')}/component.yaml"
 
 
 def write_component_specs(image: str, folder: Path) -> list[Path]:
@@ -163,6 +164,7 @@ def write_component_specs(image: str, folder: Path) -> list[Path]:
     written = []
     for spec in fields(Components):
         path = folder / component_file_name(spec.name)
+        path.parent.mkdir(exist_ok=True)
         compiler.Compiler().compile(getattr(built, spec.name), str(path))
         written.append(path)
     return written
