@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,61 @@ def test_one_bad_image_in_a_batch_fails_only_itself(endpoint: Endpoint, photo: P
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         statuses = list(pool.map(send, bodies))
     assert statuses == [200, 400, 200, 200, 400, 200]
+
+
+def test_concurrent_requests_each_get_their_own_images_answer(
+    endpoint: Endpoint, packaged_root: Path, tmp_path: Path
+) -> None:
+    """Eight different images at once, batched together by TorchServe: each answer is its own
+    image's, as the model scores it in process (a mix-up in the batch would swap them)."""
+    rng = np.random.default_rng(7)
+    images = []
+    for index in range(8):
+        path = tmp_path / f"image-{index}.png"
+        Image.fromarray(rng.integers(0, 256, size=(32 + 4 * index, 48, 3), dtype=np.uint8)).save(path)
+        images.append(path)
+    concurrent_client = client.PredictionClient.for_root(Paths(packaged_root), all_scores=True, concurrency=8)
+    results = concurrent_client.predict_paths(images)
+    assert [result.image for result in results] == [str(path) for path in images]
+    scores = [result.answer["scores"] for result in results]
+    for image, answer in zip(images, scores, strict=True):
+        assert answer == pytest.approx(_in_process_scores(packaged_root, image), abs=1e-5), image.name
+    distinct = {tuple(round(value, 4) for value in answer.values()) for answer in scores}
+    assert len(distinct) == len(images)  # the images are told apart, so a swap could not pass
+
+
+def test_the_client_retries_a_503_and_gives_up_on_a_400(endpoint: Endpoint, photo: Path) -> None:
+    """With its workers scaled to 0, TorchServe answers 503; the client keeps trying until a worker
+    is back. A 400 (bad input) is final: one try."""
+    management = {"Authorization": f"Bearer {read_key_file(endpoint.key_file)['management']['key']}"}
+    model = f"{endpoint.management_url}/models/{endpoint.model_name}"
+
+    def scale(workers: int) -> None:
+        params = {"min_worker": workers, "max_worker": workers, "synchronous": "true"}
+        answer = httpx.put(model, params=params, headers=management, timeout=120)
+        assert answer.status_code == 200, answer.text
+
+    patient = client.PredictionClient(
+        endpoint.prediction_url,
+        client.KeyFileToken(endpoint.key_file, endpoint.management_url),
+        retry=client.RetryPolicy(attempts=12, backoff_s=0.5, max_backoff_s=2.0),
+    )
+    scale(0)
+    try:
+        refused = httpx.post(endpoint.prediction_url, content=photo.read_bytes(), headers=_auth(endpoint), timeout=60)
+        assert refused.status_code == 503, refused.text
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(patient.predict_paths, [photo])
+            time.sleep(3)  # its first tries meet no worker (a request sent during a scale-up waits instead)
+            scale(1)
+            (result,) = pending.result(timeout=120)
+    finally:
+        scale(1)
+    assert result.status == 200 and result.attempts > 1, (result.attempts, result.error)
+    junk = photo.parent / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    (rejected,) = patient.predict_paths([junk])
+    assert rejected.status == 400 and rejected.attempts == 1
 
 
 def test_client_names_the_file_the_server_rejected(endpoint: Endpoint, packaged_root: Path, tmp_path: Path) -> None:
