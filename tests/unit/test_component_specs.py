@@ -1,4 +1,4 @@
-"""components/*.yaml: what `mlic pipeline components` writes now, and loadable by kfp.
+"""components/<step>/component.yaml: what `mlic pipeline components` writes now, and loadable by kfp.
 
 No `from __future__ import annotations` here: kfp reads the test pipeline's annotations as real types.
 """
