@@ -290,3 +290,19 @@ def test_every_task_pulls_with_the_given_registry_secrets(tmp_path: Path) -> Non
 
 def test_no_pull_secret_unless_asked(ir: dict[str, Any]) -> None:
     assert not any("imagePullSecret" in executor for executor in ir["platform"].values())
+
+
+@pytest.mark.parametrize(("options", "train_gpus", "evaluate_gpus"), [
+    (["--gpus", "0", "--evaluate-gpus", "1"], 0, 1),  # CPU training, scoring on a GPU
+    (["--gpus", "2", "--evaluate-gpus", "0"], 2, 0),  # GPU training, scoring on the CPUs
+    (["--gpus", "2"], 2, 1),  # the default: one GPU when training has them
+])  # fmt: skip
+def test_evaluate_runs_on_a_gpu_when_asked(
+    tmp_path: Path, options: list[str], train_gpus: int, evaluate_gpus: int
+) -> None:
+    ir = compile_ir(tmp_path, *options)
+    executors = ir["deploymentSpec"]["executors"]
+    for executor, count in (("exec-train", train_gpus), ("exec-evaluate", evaluate_gpus)):
+        resources = executors[executor]["container"]["resources"]
+        assert int(resources.get("accelerator", {}).get("resourceCount", 0)) == count, executor
+        assert ("tolerations" in ir["platform"][executor]) == (count > 0), executor

@@ -63,6 +63,12 @@ ShmOption = Annotated[str, typer.Option("--shm-size", help="In-memory /dev/shm o
 ParallelismOption = Annotated[
     int, typer.Option("--train-parallelism", min=1, help="Architectures trained at once (each with --gpus GPUs).")
 ]
+EvaluateGpusOption = Annotated[
+    int | None,
+    typer.Option(
+        "--evaluate-gpus", min=0, help="Accelerators of the evaluate task (default: 1 when --gpus > 0, else 0)."
+    ),
+]
 PullSecretOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -147,6 +153,7 @@ def _settings(
     data_secret: str,
     data_secret_key: list[str] | None,
     image_pull_secret: list[str] | None,
+    evaluate_gpus: int | None,
 ) -> BuildSettings:
     """The build settings of `compile` and `submit`, from their shared options (one place, so they cannot drift)."""
     _check_image(image, allow_mutable_tag)
@@ -159,6 +166,7 @@ def _settings(
         retries=retries,
         data_secret=DataSecret(data_secret, tuple(data_secret_key or DataSecret().keys)),
         image_pull_secrets=tuple(image_pull_secret or ()),
+        evaluate_accelerators=evaluate_gpus,
     )
 
 
@@ -191,6 +199,7 @@ def compile_command(
     data_secret: SecretOption = "",
     data_secret_key: SecretKeysOption = None,
     image_pull_secret: PullSecretOption = None,
+    evaluate_gpus: EvaluateGpusOption = None,
 ) -> None:
     """Compile the Kubeflow pipeline to YAML (params.yaml becomes the `params` default)."""
     options = locals()
@@ -269,6 +278,7 @@ def submit_command(
     data_secret: SecretOption = "",
     data_secret_key: SecretKeysOption = None,
     image_pull_secret: PullSecretOption = None,
+    evaluate_gpus: EvaluateGpusOption = None,
 ) -> None:
     """Compile the pipeline and start a run of it on a Kubeflow Pipelines API.
 

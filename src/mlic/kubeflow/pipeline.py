@@ -151,8 +151,11 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
             models=dsl.Collected(trained.outputs["model"]),
         )
         pulled(evaluated).set_caching_options(settings.cache)
-        # Scoring every model on the test split: one GPU when training has them, else the CPUs.
-        _on_accelerators(evaluated, settings.requests["evaluate"], train, min(train.accelerator_count, 1))
+        # Scoring every model on the test split: as asked, else one GPU when training has them.
+        evaluate_gpus = settings.evaluate_accelerators
+        if evaluate_gpus is None:
+            evaluate_gpus = min(train.accelerator_count, 1)
+        _on_accelerators(evaluated, settings.requests["evaluate"], train, evaluate_gpus)
         with dsl.If(evaluated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - kfp builds a condition
             step(components.package(params=step_params.outputs["package"], evaluation=evaluated.outputs["evaluation"]))
         return evaluated.outputs["metrics"]

@@ -79,6 +79,9 @@ class BuildSettings:
     cache: bool = True
     #: Trainings that may run at once (each holds `train.accelerator_count` accelerators).
     train_parallelism: int = 1
+    #: Accelerators of the evaluate task (same type, toleration and node label as train's); None:
+    #: one when training has them, else none.
+    evaluate_accelerators: int | None = None
     #: Retries of the tasks that can fail transiently (fetch: network; train: node loss, preemption).
     retries: int = 2
     data_secret: DataSecret = field(default_factory=DataSecret)
