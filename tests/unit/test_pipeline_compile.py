@@ -169,7 +169,7 @@ def test_cpu_only_build_requests_no_accelerator(tmp_path: Path) -> None:
     executors = ir["deploymentSpec"]["executors"]
     for executor in ("exec-train", "exec-evaluate"):
         assert "accelerator" not in executors[executor]["container"]["resources"]
-        assert set(ir["platform"][executor]) == {"emptyDirMounts"}  # no GPU toleration or node label
+        assert set(ir["platform"][executor]) == {"emptyDirMounts", "podMetadata"}  # no GPU toleration or node label
         assert ir["platform"][executor]["emptyDirMounts"][0]["sizeLimit"] == "2Gi"
     assert executors["exec-train"]["container"]["resources"]["resourceCpuRequest"] == "4"
 
@@ -306,3 +306,11 @@ def test_evaluate_runs_on_a_gpu_when_asked(
         resources = executors[executor]["container"]["resources"]
         assert int(resources.get("accelerator", {}).get("resourceCount", 0)) == count, executor
         assert ("tolerations" in ir["platform"][executor]) == (count > 0), executor
+
+
+def test_every_task_pod_is_labelled_with_its_task(ir: dict[str, Any]) -> None:
+    """Every executor carries a platform spec: network policies and quotas can select its pods."""
+    for executor in ir["deploymentSpec"]["executors"]:
+        labels = ir["platform"][executor]["podMetadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "mlic", executor
+        assert labels["app.kubernetes.io/component"] == executor.removeprefix("exec-"), executor

@@ -54,6 +54,9 @@ from mlic.kubeflow.settings import (
     toleration,
 )
 
+#: Labels on every task's pod (the Kubernetes recommended ones); the component label is the task's name.
+POD_LABELS = {"app.kubernetes.io/name": PIPELINE_NAME, "app.kubernetes.io/part-of": "mlic"}
+
 #: Retries of a task wait 60 s, doubling each time; Argo stops retrying `max` after the task began,
 #: so it is a day: a training that fails after hours must still get its retry.
 RETRY_BACKOFF = {"backoff_duration": "60s", "backoff_max_duration": "86400s"}
@@ -112,9 +115,12 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
         data_path: str = DATA_PARAMETERS["data_path"],
     ) -> dsl.Metrics:
         def pulled(task: dsl.PipelineTask) -> dsl.PipelineTask:
-            """The registry credentials the task's pod pulls the image with, if any."""
+            """The registry credentials the task's pod pulls the image with, if any, and the labels
+            that tell its pod apart (network policies, quotas and cost reports select on them)."""
             if settings.image_pull_secrets:
                 kubernetes.set_image_pull_secrets(task, list(settings.image_pull_secrets))
+            for key, value in {**POD_LABELS, "app.kubernetes.io/component": task.name}.items():
+                kubernetes.add_pod_label(task, key, value)
             return task
 
         def step(task: dsl.PipelineTask, cache: bool = settings.cache) -> dsl.PipelineTask:
