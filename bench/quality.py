@@ -47,6 +47,7 @@ from scipy import stats
 from mlic.config import Config, load_config
 from mlic.data.canonical import load_labels
 from mlic.data.synthetic import LOOK_ALIKE_GROUPS
+from mlic.device import select_device
 from mlic.io import read_json, write_json
 from mlic.models.diagnostics import (
     ImageBoxes,
@@ -251,7 +252,7 @@ def train_and_evaluate(config: Config, paths: Paths, test: TestSplit, row: Row, 
     if result is None:  # only under torchrun, on ranks other than 0
         raise SystemExit("bench/quality.py runs in one process: do not start it under torchrun")
     names = load_labels(paths.labels_file).names
-    evaluation = evaluate_arch(arch, config, paths, names)
+    evaluation = evaluate_arch(arch, config, paths, names, select_device(config.train.device))
     metrics = evaluation.metrics
     model, _ = load_model(paths.model_dir(arch))
     attention = probe_label_attention(model, test.images[:8])

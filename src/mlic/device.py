@@ -27,6 +27,11 @@ NVIDIA_DRIVER_VERSION_FILE = Path("/proc/driver/nvidia/version")
 MIN_DRIVER_FOR_CUDA = {11: 450, 12: 525, 13: 580}
 
 
+def gpu_in_machine() -> bool:
+    """Whether the NVIDIA driver made its device nodes here, usable by torch or not."""
+    return any(node.exists() for node in NVIDIA_DEVICE_NODES)
+
+
 def driver_version() -> str | None:
     """The loaded NVIDIA kernel driver's version, or None when no driver is loaded (or readable)."""
     try:
@@ -44,7 +49,7 @@ def why_no_gpu() -> str:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
-    if not any(node.exists() for node in NVIDIA_DEVICE_NODES):
+    if not gpu_in_machine():
         return (
             "no NVIDIA GPU device in this machine or container (/dev/nvidia0 is absent): on Kubernetes, "
             "request nvidia.com/gpu and run on a node with the NVIDIA container runtime"
@@ -82,11 +87,11 @@ def select_device(choice: str, local_rank: int = 0) -> torch.device:
             field="train.device",
             fix="fix the cause named here, or set train.device: auto to run on the CPU",
         )
-    gpu_in_machine = any(node.exists() for node in NVIDIA_DEVICE_NODES)
+    unusable_gpu = gpu_in_machine()
     log.log(
-        logging.WARNING if gpu_in_machine else logging.INFO,
+        logging.WARNING if unusable_gpu else logging.INFO,
         "device cpu (train.device auto): %s%s",
         reason,
-        "; set train.device: cuda to make this an error" if gpu_in_machine else "",
+        "; set train.device: cuda to make this an error" if unusable_gpu else "",
     )
     return torch.device("cpu")

@@ -136,11 +136,12 @@ def draw_label_attention(
     )
 
 
-def evaluate_arch(arch: str, config: Config, paths: Paths, label_names: list[str]) -> ArchEvaluation:
+def evaluate_arch(
+    arch: str, config: Config, paths: Paths, label_names: list[str], device: torch.device
+) -> ArchEvaluation:
     model_dir = paths.model_dir(arch)
     if not (model_dir / "config.json").is_file():
         raise DataError(f"no trained model for '{arch}'", file=model_dir, fix=f"run `mlic train --arch {arch}`")
-    device = select_device(config.train.device)
     model, spec = load_model(model_dir, map_location=device)
     model.to(device)
     if spec["label_names"] != label_names:
@@ -226,7 +227,8 @@ def _histories(archs: list[str], paths: Paths) -> dict[str, list[dict[str, float
 
 def run(config: Config, paths: Paths) -> EvaluateResult:
     label_names = load_labels(paths.labels_file).names
-    results = {arch: evaluate_arch(arch, config, paths, label_names) for arch in config.architectures}
+    device = select_device(config.train.device)  # once: it logs its choice, and `cuda` may refuse
+    results = {arch: evaluate_arch(arch, config, paths, label_names, device) for arch in config.architectures}
     per_arch = {arch: r.metrics for arch, r in results.items()}
     decision = decide(per_arch, config.evaluate.min_map)
 

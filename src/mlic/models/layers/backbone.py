@@ -15,7 +15,6 @@ tensors.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +62,9 @@ class PretrainedWeights:
 
 def _hub_error(name: str, exc: Exception) -> ConfigError:
     """Why timm could not fetch `name`'s weights, with the ways to give them offline."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    from huggingface_hub import constants  # what timm's download read: the variables as huggingface_hub parsed them
+
+    offline, cache = constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE
     reason = str(exc).splitlines()[0][:200] if str(exc) else ""
     return ConfigError(
         f"cannot load pretrained weights for backbone '{name}' from timm's hub"
