@@ -6,6 +6,7 @@ image's user, /dev/shm is in memory, GPU placement only with GPUs."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from mlic.cli import app
 from mlic.errors import PipelineError
+from mlic.kubeflow.settings import TRAINJOB_RESOURCES
 from mlic.kubeflow.trainjob import TrainJobSpec, command_line, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +85,7 @@ def render(*options: str) -> tuple[int, str]:
 def test_the_committed_manifest_is_the_rendered_one() -> None:
     committed = (ROOT / "deploy" / "trainjob.yaml").read_text(encoding="utf-8")
     command = next(line for line in committed.splitlines() if line.startswith("#   mlic pipeline trainjob"))
-    spec = TrainJobSpec("mlgcn", nodes=2, gpus=4)
+    spec = TrainJobSpec("mlgcn", nodes=2, resources=replace(TRAINJOB_RESOURCES, accelerator_count=4))
     assert command == f"#   {command_line(spec)}"
     assert committed == to_yaml(spec), "deploy/trainjob.yaml is stale: render it again with the command in its header"
 

@@ -16,6 +16,9 @@ from mlic.errors import PipelineError
 from mlic.kubeflow.settings import (
     DATA_PARAMETERS,
     DEFAULT_IMAGE,
+    TRAINJOB_CLAIM,
+    TRAINJOB_EPHEMERAL_STORAGE,
+    TRAINJOB_RESOURCES,
     BuildSettings,
     DataSecret,
     TrainResources,
@@ -312,21 +315,25 @@ def submit_command(
 def trainjob_command(
     arch: Annotated[str, typer.Option("--arch", help="Architecture to train (a key of `models:` in params.yaml).")],
     nodes: Annotated[int, typer.Option("--nodes", min=1, help="Nodes (torchrun's nnodes).")] = 2,
-    gpus: Annotated[int, typer.Option("--gpus", min=0, help="GPUs per node, one process each (0: CPU nodes).")] = 1,
+    gpus: Annotated[
+        int, typer.Option("--gpus", min=0, help="GPUs per node, one process each (0: CPU nodes).")
+    ] = TRAINJOB_RESOURCES.accelerator_count,
     image: ImageOption = DEFAULT_IMAGE,
     allow_mutable_tag: MutableTagOption = False,
     claim: Annotated[
         str, typer.Option("--claim", help="ReadWriteMany claim holding the project root, mounted at /workspace.")
-    ] = "mlic-workspace",
-    cpu: Annotated[str, typer.Option("--cpu", help="CPU of each node (request = limit).")] = "8",
-    memory: Annotated[str, typer.Option("--memory", help="Memory of each node (request = limit).")] = "32Gi",
-    shm_size: ShmOption = DEFAULT_TRAIN.shm_size,
+    ] = TRAINJOB_CLAIM,
+    cpu: Annotated[str, typer.Option("--cpu", help="CPU of each node (request = limit).")] = TRAINJOB_RESOURCES.cpu,
+    memory: Annotated[
+        str, typer.Option("--memory", help="Memory of each node (request = limit).")
+    ] = TRAINJOB_RESOURCES.memory,
+    shm_size: ShmOption = TRAINJOB_RESOURCES.shm_size,
     ephemeral_storage: Annotated[
         str, typer.Option("--ephemeral-storage", help="Local disk each node requests ('' for none).")
-    ] = "20Gi",
-    gpu_type: GpuTypeOption = DEFAULT_TRAIN.accelerator_type,
-    gpu_toleration: TolerationOption = DEFAULT_TRAIN.gpu_toleration,
-    gpu_node_selector: NodeSelectorOption = DEFAULT_TRAIN.gpu_node_selector,
+    ] = TRAINJOB_EPHEMERAL_STORAGE,
+    gpu_type: GpuTypeOption = TRAINJOB_RESOURCES.accelerator_type,
+    gpu_toleration: TolerationOption = TRAINJOB_RESOURCES.gpu_toleration,
+    gpu_node_selector: NodeSelectorOption = TRAINJOB_RESOURCES.gpu_node_selector,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the manifest here (default: standard output).")
     ] = None,
@@ -339,7 +346,7 @@ def trainjob_command(
         from mlic.kubeflow.trainjob import TrainJobSpec, to_yaml
 
         resources = TrainResources(cpu, memory, gpu_type, gpus, gpu_toleration, gpu_node_selector, shm_size)
-        text = to_yaml(TrainJobSpec(arch, nodes, gpus, image, claim, resources, ephemeral_storage))
+        text = to_yaml(TrainJobSpec(arch, nodes, image, claim, resources, ephemeral_storage))
         _check_image(image, allow_mutable_tag)
         if output is None:
             typer.echo(text, nl=False)

@@ -62,6 +62,12 @@ class TrainResources:
     shm_size: str = "8Gi"
 
 
+#: What each node of a multi-node TrainJob (`mlic pipeline trainjob`) gets unless told otherwise.
+TRAINJOB_RESOURCES = TrainResources(cpu="8", memory="32Gi")
+TRAINJOB_CLAIM = "mlic-workspace"
+TRAINJOB_EPHEMERAL_STORAGE = "20Gi"
+
+
 @dataclass(frozen=True)
 class DataSecret:
     """A Kubernetes Secret whose keys become the fetch tasks' environment (key name = variable name),

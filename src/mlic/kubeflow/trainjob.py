@@ -18,6 +18,9 @@ from mlic.knobs import architecture_names
 from mlic.kubeflow.settings import (
     DEFAULT_IMAGE,
     SHM_PATH,
+    TRAINJOB_CLAIM,
+    TRAINJOB_EPHEMERAL_STORAGE,
+    TRAINJOB_RESOURCES,
     TrainResources,
     mutable_image_problem,
     node_selector,
@@ -53,19 +56,23 @@ HEADER = """\
 
 @dataclass(frozen=True)
 class TrainJobSpec:
-    """What one TrainJob runs and on what: `gpus` per node (0: CPU nodes, gloo)."""
+    """What one TrainJob runs and on what: `resources` per node, GPUs included (0: CPU nodes, gloo)."""
 
     arch: str
     nodes: int = 2
-    gpus: int = 1
     image: str = DEFAULT_IMAGE
-    claim: str = "mlic-workspace"
-    resources: TrainResources = TrainResources(cpu="8", memory="32Gi")
-    ephemeral_storage: str = "20Gi"
+    claim: str = TRAINJOB_CLAIM
+    resources: TrainResources = TRAINJOB_RESOURCES
+    ephemeral_storage: str = TRAINJOB_EPHEMERAL_STORAGE
 
     @property
     def name(self) -> str:
         return f"mlic-train-{self.arch}"
+
+    @property
+    def gpus(self) -> int:
+        """GPUs per node, one training process each."""
+        return self.resources.accelerator_count
 
 
 def _pod_spec(spec: TrainJobSpec) -> dict[str, Any]:
@@ -128,13 +135,14 @@ def render(spec: TrainJobSpec) -> dict[str, Any]:
     command = ["torchrun", "-m", "mlic", "train", "--arch", spec.arch]
     command += ["--params", f"{WORKSPACE}/params.yaml", "--root", WORKSPACE]
     resources = {"requests": requests, "limits": limits}
-    trainer = {
+    trainer: dict[str, Any] = {
         "image": spec.image,
         "command": command,
         "numNodes": spec.nodes,
         "resourcesPerNode": resources,
-        "env": [{"name": "NCCL_DEBUG", "value": "WARN"}] if spec.gpus else [],
     }
+    if spec.gpus:
+        trainer["env"] = [{"name": "NCCL_DEBUG", "value": "WARN"}]
     replicated_job = {"name": NODE, "template": {"spec": {"template": {"spec": _pod_spec(spec)}}}}
     return {
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
@@ -142,7 +150,7 @@ def render(spec: TrainJobSpec) -> dict[str, Any]:
         "metadata": {"name": spec.name},
         "spec": {
             "runtimeRef": {"name": RUNTIME},
-            "trainer": {key: value for key, value in trainer.items() if value != []},
+            "trainer": trainer,
             "runtimePatches": [
                 {"manager": "mlic", "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [replicated_job]}}}}
             ],
