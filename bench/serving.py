@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -126,16 +127,18 @@ def serving_with(root: Path, package: PackageConfig) -> Iterator[server.Endpoint
             yield endpoint
 
 
+def _client(endpoint: server.Endpoint, **options: Any) -> PredictionClient:
+    """The client of `endpoint`, its key file renewed when expired."""
+    return PredictionClient(
+        endpoint.prediction_url, KeyFileToken(endpoint.key_file, endpoint.management_url), **options
+    )
+
+
 async def _load(
     endpoint: server.Endpoint, bodies: Sequence[bytes], concurrency: int, requests: int
 ) -> tuple[list[float], int, float]:
     """`concurrency` workers send `requests` answers' worth (after a warm-up): latencies, errors, seconds."""
-    client = PredictionClient(
-        endpoint.prediction_url,
-        KeyFileToken(endpoint.key_file, endpoint.management_url),
-        retry=NO_RETRY,
-        concurrency=concurrency,
-    )
+    client = _client(endpoint, retry=NO_RETRY, concurrency=concurrency)
     async with client.http_client() as http:
         await asyncio.gather(*(client.predict(http, bodies[i % len(bodies)], "warm-up") for i in range(concurrency)))
         queue = iter(range(requests))
@@ -156,7 +159,7 @@ async def _load(
 
 async def _answer(endpoint: server.Endpoint, body: bytes) -> dict[str, object] | None:
     """The server's answer to one image sent alone (None when it failed)."""
-    client = PredictionClient(endpoint.prediction_url, KeyFileToken(endpoint.key_file, endpoint.management_url))
+    client = _client(endpoint)
     async with client.http_client() as http:
         return (await client.predict(http, body, "answer check")).answer
 

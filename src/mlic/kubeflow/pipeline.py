@@ -114,7 +114,7 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
         data_rev: str = DATA_PARAMETERS["data_rev"],
         data_path: str = DATA_PARAMETERS["data_path"],
     ) -> dsl.Metrics:
-        def pulled(task: dsl.PipelineTask) -> dsl.PipelineTask:
+        def on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
             """The registry credentials the task's pod pulls the image with, if any, and the labels
             that tell its pod apart (network policies, quotas and cost reports select on them)."""
             if settings.image_pull_secrets:
@@ -124,9 +124,9 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
             return task
 
         def step(task: dsl.PipelineTask, cache: bool = settings.cache) -> dsl.PipelineTask:
-            """Caching, the task's CPU/memory requests (settings.requests, by task name), pull secrets."""
+            """Caching, the task's CPU/memory requests (settings.requests, by task name), pull secrets, labels."""
             _request(task, settings.requests[task.name])
-            return pulled(task).set_caching_options(cache)
+            return on_cluster(task).set_caching_options(cache)
 
         step_params = step(components.check_params(params=params))
         training_plan = step(components.plan_training(params=params)).after(step_params)
@@ -148,7 +148,7 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
             trained = components.train(
                 params=run.params, arch=run.arch, prepared=prepared_data, graph=label_graph.outputs["graph"]
             )
-            pulled(trained).set_caching_options(settings.cache).set_retry(settings.retries, **RETRY_BACKOFF)
+            on_cluster(trained).set_caching_options(settings.cache).set_retry(settings.retries, **RETRY_BACKOFF)
             _on_accelerators(trained, Requests(train.cpu, train.memory), train, train.accelerator_count)
 
         evaluated = components.evaluate(
@@ -156,7 +156,7 @@ def build_pipeline(settings: BuildSettings, default_params_json: str) -> dsl.gra
             prepared=prepared_data,
             models=dsl.Collected(trained.outputs["model"]),
         )
-        pulled(evaluated).set_caching_options(settings.cache)
+        on_cluster(evaluated).set_caching_options(settings.cache)
         # Scoring every model on the test split: as asked, else one GPU when training has them.
         evaluate_gpus = settings.evaluate_accelerators
         if evaluate_gpus is None:
