@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from http_stub import QuietHandler, origin, serving
+from pinned_image import PINNED_IMAGE
 from typer.testing import CliRunner
 
 from mlic.cli import app
@@ -22,7 +23,6 @@ from mlic.errors import PipelineError
 PROJECT = Path(__file__).resolve().parents[2]
 PARAMS = PROJECT / "params.yaml"
 API = "/apis/v2beta1"
-IMAGE = "registry.example.com/mlic-runtime@sha256:" + "0" * 64
 
 
 @dataclass
@@ -102,7 +102,7 @@ def mlic(*args: str) -> Any:
 
 def submit(host: str, *args: str) -> Any:
     """`mlic pipeline submit` of params.yaml with a pinned image (a tag alone is refused)."""
-    return mlic("submit", "--host", host, "--params", str(PARAMS), "--image", IMAGE, *args)
+    return mlic("submit", "--host", host, "--params", str(PARAMS), "--image", PINNED_IMAGE, *args)
 
 
 def test_submit_sends_the_compiled_spec_with_the_arguments(
@@ -110,7 +110,7 @@ def test_submit_sends_the_compiled_spec_with_the_arguments(
 ) -> None:
     host, fake = kfp_api
     monkeypatch.setenv("KF_PIPELINES_TOKEN", "s3cret")
-    overrides = ["--params", str(PARAMS), "--set", "train.epochs=3", "--image", IMAGE]
+    overrides = ["--params", str(PARAMS), "--set", "train.epochs=3", "--image", PINNED_IMAGE]
     compiled = tmp_path / "mlic.yaml"
     assert mlic("compile", "--output", str(compiled), *overrides).exit_code == 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kfp import compiler, components, dsl
+from pinned_image import PINNED_IMAGE
 from typer.testing import CliRunner
 
 from mlic.cli import app
@@ -58,7 +59,7 @@ def test_a_loaded_spec_wires_into_a_pipeline_of_ones_own_that_compiles(tmp_path:
         task = train(
             params=params, arch="mlgcn", prepared=prepared.outputs["prepared"], graph=label_graph.outputs["graph"]
         )
-        task.set_container_image("registry.example.com/mlic-runtime@sha256:" + "0" * 64)
+        task.set_container_image(PINNED_IMAGE)
 
     tasks = mine.pipeline_spec.root.dag.tasks
     assert set(tasks) == {"fetch-data", "prepare", "graph", "train"}
@@ -66,5 +67,5 @@ def test_a_loaded_spec_wires_into_a_pipeline_of_ones_own_that_compiles(tmp_path:
     compiler.Compiler().compile(mine, str(output))
     compiled = yaml.safe_load(output.read_text())
     train_image = compiled["deploymentSpec"]["executors"]["exec-train"]["container"]["image"]
-    assert train_image == "registry.example.com/mlic-runtime@sha256:" + "0" * 64
+    assert train_image == PINNED_IMAGE
     assert compiled["root"]["dag"]["tasks"]["train"]["dependentTasks"] == ["graph", "prepare"]

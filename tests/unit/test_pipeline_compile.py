@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pinned_image import PINNED_IMAGE
 from typer.testing import CliRunner
 
 from mlic.cli import app
@@ -20,14 +21,14 @@ from mlic.kubeflow.tasks import storage_uri
 
 PROJECT = Path(__file__).resolve().parents[2]
 PARAMS = PROJECT / "params.yaml"
-IMAGE = "registry.example.com/mlic-runtime@sha256:" + "0" * 64
 STEP_TASKS = {"fetch-data", "prepare", "validate", "graph", "train", "evaluate", "package"}
 
 
 def compile_ir(tmp_path: Path, *options: str) -> dict[str, Any]:
     output = tmp_path / "mlic.yaml"
     result = CliRunner().invoke(
-        app, ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", IMAGE, *options]
+        app,
+        ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", PINNED_IMAGE, *options],
     )
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output  # the image is pinned by digest
@@ -69,7 +70,7 @@ def test_every_step_is_a_python_component_in_the_runtime_image(ir: dict[str, Any
     assert {f"exec-{step}" for step in STEP_TASKS} <= set(executors)
     for name, executor in executors.items():
         container = executor["container"]
-        assert container["image"] == IMAGE, name
+        assert container["image"] == PINNED_IMAGE, name
         command = " ".join(container["command"])
         assert "kfp.dsl.executor_main" in command, name  # a Python component (kfp.local can run it)
         assert "pip install" not in command, name  # install_kfp_package=False: the image has kfp
@@ -181,7 +182,19 @@ def test_cpu_only_build_requests_no_accelerator(tmp_path: Path) -> None:
 def test_bad_placement_is_a_clear_error(tmp_path: Path, option: str, value: str) -> None:
     output = tmp_path / "x.yaml"
     result = CliRunner().invoke(
-        app, ["pipeline", "compile", "--output", str(output), "--params", str(PARAMS), "--image", IMAGE, option, value]
+        app,
+        [
+            "pipeline",
+            "compile",
+            "--output",
+            str(output),
+            "--params",
+            str(PARAMS),
+            "--image",
+            PINNED_IMAGE,
+            option,
+            value,
+        ],
     )
     assert result.exit_code == PipelineError.exit_code, result.output
     assert option in result.output and value in result.output

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from crd_schema import CRDS, errors
+from pinned_image import PINNED_IMAGE
 from typer.testing import CliRunner
 
 from mlic.cli import app
@@ -92,7 +93,7 @@ def test_the_committed_manifest_is_the_rendered_one() -> None:
 
 @pytest.mark.parametrize(("arch", "nodes", "gpus"), [("msrn", 1, 1), ("sgfn", 4, 8), ("baseline", 3, 0)])
 def test_rendered_trainjobs_match_the_crd_and_ask_what_was_given(arch: str, nodes: int, gpus: int) -> None:
-    image = "registry.example.com/mlic-runtime@sha256:" + "0" * 64
+    image = PINNED_IMAGE
     code, output = render("--arch", arch, "--nodes", str(nodes), "--gpus", str(gpus), "--image", image)
     assert code == 0, output
     manifest = yaml.safe_load(output)
@@ -111,7 +112,7 @@ def test_rendered_trainjobs_match_the_crd_and_ask_what_was_given(arch: str, node
 
 
 def test_options_without_shm_and_with_a_tainted_pool() -> None:
-    image = "registry.example.com/mlic-runtime@sha256:" + "0" * 64
+    image = PINNED_IMAGE
     code, output = render(
         "--arch", "mgsgn", "--image", image, "--shm-size", "", "--claim", "coco-ws",
         "--gpu-toleration", "pool=gpu:NoExecute", "--gpu-node-selector", "pool=a100",
