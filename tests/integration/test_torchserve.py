@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -375,18 +376,79 @@ def test_cli_serve_predict_stop(project: Path, photo: Path) -> None:
     assert after.returncode == ServingError.exit_code and "mlic serve" in after.stderr
 
 
-def test_a_model_that_cannot_load_fails_start_with_the_log(packaged_root: Path, tmp_path: Path) -> None:
-    """/ping would say Healthy here; start() waits for a real prediction, then stops and quotes the log."""
-    paths = Paths(tmp_path / "project")
+#: The packaged handler, except that its model runs out of memory on any batch of two or more
+#: images and its kernel fails on a blank image even alone: failures that are not bad input,
+#: planted with a forward pre-hook so the handler's own code path is the one that answers.
+FAILING_HANDLER = """
+import torch
+
+from mlic.serving.handler import MlicHandler
+
+
+def _fail_on_batches_and_blank_images(module, inputs):
+    (batch,) = inputs
+    if len(batch) > 1:
+        raise torch.OutOfMemoryError("simulated: not enough memory for the batch")
+    if batch.flatten(2).std(dim=2).max() == 0:
+        raise RuntimeError("simulated kernel failure")
+
+
+class FailingMlicHandler(MlicHandler):
+    def initialize(self, context):
+        super().initialize(context)
+        self.served.model.register_forward_pre_hook(_fail_on_batches_and_blank_images)
+"""
+
+
+def _archive_with(packaged_root: Path, root: Path, replaced: dict[str, bytes]) -> Paths:
+    """A copy of the packaged project whose archive has some members replaced."""
+    paths = Paths(root)
     shutil.copytree(packaged_root / "artifacts", paths.root / "artifacts")
-    archive = paths.model_store / "mlic.mar"
     with zipfile.ZipFile(packaged_root / "artifacts" / "serving" / "model-store" / "mlic.mar") as good:
         members = {name: good.read(name) for name in good.namelist()}
-    spec = json.loads(members["serving.json"])
-    members["serving.json"] = json.dumps({**spec, "thresholds": [0.5]}).encode()
-    with zipfile.ZipFile(archive, "w") as broken:
-        for name, data in members.items():
-            broken.writestr(name, data)
+    with zipfile.ZipFile(paths.model_store / "mlic.mar", "w") as changed:
+        for name, data in {**members, **replaced}.items():
+            changed.writestr(name, data)
+    return paths
+
+
+@pytest.mark.fault(
+    "the model fails on a request that is not bad input (out of memory on the batch, a kernel error on one image)",
+    "the batch is scored image by image: only the image that fails alone gets a 503 naming its request id, logged",
+    "the neighbours in the batch (answered 200) and the worker (it keeps answering)",
+)
+def test_a_failure_that_is_not_bad_input_fails_only_its_request(
+    packaged_root: Path, photo: Path, tmp_path: Path
+) -> None:
+    paths = _archive_with(packaged_root, tmp_path / "project", {"handler.py": FAILING_HANDLER.encode()})
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(blank)
+    bodies = [photo.read_bytes(), blank.read_bytes(), photo.read_bytes(), photo.read_bytes()]
+    with server.serving(paths, port=0) as running:
+        together = threading.Barrier(len(bodies))
+
+        def send(body: bytes) -> httpx.Response:
+            together.wait()  # all at once, inside one batch delay: TorchServe batches them
+            return httpx.post(running.prediction_url, content=body, headers=_auth(running), timeout=60)
+
+        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(send, bodies))
+        after = httpx.post(running.prediction_url, content=photo.read_bytes(), headers=_auth(running), timeout=60)
+        model_log = (running.log_dir / "model_log.log").read_text(encoding="utf-8", errors="replace")
+    assert [answer.status_code for answer in answers] == [200, 503, 200, 200], [a.text for a in answers]
+    assert answers[0].json() == answers[2].json() == after.json() and "labels" in answers[0].json()
+    failed = answers[1].json()
+    assert failed["type"] == "PredictionFailed" and "RuntimeError" in failed["message"]
+    assert "scoring a batch of 4 failed (OutOfMemoryError" in model_log
+    assert f"request {failed['request_id']} failed with HTTP 503" in model_log
+
+
+def test_a_model_that_cannot_load_fails_start_with_the_log(packaged_root: Path, tmp_path: Path) -> None:
+    """/ping would say Healthy here; start() waits for a real prediction, then stops and quotes the log."""
+    with zipfile.ZipFile(packaged_root / "artifacts" / "serving" / "model-store" / "mlic.mar") as good:
+        spec = json.loads(good.read("serving.json"))
+    broken = json.dumps({**spec, "thresholds": [0.5]}).encode()
+    paths = _archive_with(packaged_root, tmp_path / "project", {"serving.json": broken})
     with pytest.raises(ServingError, match="did not answer a prediction") as caught:
         server.start(paths, port=0, timeout_s=20)
     assert "model_log.log" in str(caught.value) and "thresholds" in str(caught.value)
