@@ -1,5 +1,4 @@
-# syntax=docker/dockerfile:1.7
-# Two images from one file (build and push: docs/operations.md):
+# Two images from one file; `make images` builds both (docs/operations.md, "Build the images"):
 #   runtime  every pipeline step: the Kubeflow components, the Trainer TrainJob, `mlic <step>`.
 #            PyPI's Linux torch bundles CUDA 13 (the nvidia-* wheels), so the same image trains
 #            on CPU nodes and on GPU nodes (NVIDIA driver >= 580).
@@ -7,7 +6,11 @@
 #            (model-store/ + config/config.properties: the pipeline's package artifact, which is
 #            also what KServe mounts there).
 # Both install the exact versions of constraints.txt and run as the unprivileged user 10001.
+# No `# syntax=` line: BuildKit's built-in frontend reads this file, so a build needs no registry
+# (an offline machine builds FROM a base image made locally: deploy/base-image.sh).
 
+# Any Debian bookworm image with Python 3.11 (python3, its venv module): the official slim image,
+# a mirror of it in your registry, or the one deploy/base-image.sh makes with debootstrap.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base
@@ -35,15 +38,29 @@ WORKDIR /opt/mlic
 # Dependencies first, from the pin file only: this layer is rebuilt when the pins change, not
 # when the code does. A stub package lets pip resolve mlic's own requirements; the remotes extra
 # lets the pipeline's fetch task read DVC remotes on S3, GCS and Azure.
+# TORCH_INDEX: a package index to take torch and torchvision from first, at the pinned versions
+# (https://download.pytorch.org/whl/cpu: a CPU-only build, GBs smaller than PyPI's, whose Linux
+# wheel bundles CUDA). The secret `pip-ca` is a CA bundle pip should trust (a TLS-inspecting
+# proxy's), mounted for the pip commands only: it stays out of every layer.
+ARG TORCH_INDEX=""
 COPY constraints.txt pyproject.toml README.md ./
-RUN python -m venv /opt/venv \
+RUN --mount=type=secret,id=pip-ca,required=false \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && python3 -m venv /opt/venv \
+    && if [ -n "$TORCH_INDEX" ]; then \
+        pip install --no-cache-dir --index-url "$TORCH_INDEX" -c constraints.txt torch torchvision; fi \
     && mkdir -p src/mlic \
     && touch src/mlic/__init__.py \
     && pip install --no-cache-dir -c constraints.txt ".[remotes]" \
     && pip uninstall -y mlic
 # The package carries the TorchServe handler (mlic/serving/handler.py): a plain install will do.
+# build/ goes first: it holds the stub's modules, newer than the copied sources, and setuptools
+# would keep them (an empty mlic/__init__.py in the image).
 COPY src/ src/
-RUN pip install --no-cache-dir --no-deps -c constraints.txt .
+RUN --mount=type=secret,id=pip-ca,required=false \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && rm -rf build \
+    && pip install --no-cache-dir --no-deps -c constraints.txt .
 
 FROM base AS runtime
 COPY --from=builder /opt/venv /opt/venv
