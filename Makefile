@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test test-fast serve stop pipeline components faults-report bench bench-quality bench-speed bench-serving lint clean
+.PHONY: install demo test test-fast test-containers images base-image serve stop pipeline components faults-report bench bench-quality bench-speed bench-serving lint clean
 
 # --no-compile: byte-compiling every installed module took 40 of the install's 100 s here; Python
 # compiles the few it imports on first use (the Docker images, read-only at run time, keep pip's default).
@@ -28,7 +28,23 @@ test: install  ## the whole suite, slow end-to-end tests included (what CI runs)
 	$(BIN)/pytest
 
 test-fast: install  ## unit tests only
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not container"
+
+# The images (docs/operations.md, section 2). REGISTRY=<host/path> pushes them and records their
+# digests; PYTHON_IMAGE=<base> (deploy/base-image.sh makes one offline); TORCH_INDEX=<index> gives
+# the serving image torch from there (a CPU-only build); CA_BUNDLE=<pem> for pip behind a TLS proxy;
+# DOCKER=<cli> a docker CLI with BuildKit.
+images: install  ## build the runtime and serving images; `mlic pipeline compile` takes the runtime image from the record
+	$(BIN)/mlic pipeline images $(if $(REGISTRY),--registry $(REGISTRY)) \
+		$(if $(PYTHON_IMAGE),--python-image $(PYTHON_IMAGE)) \
+		$(if $(TORCH_INDEX),--serving-torch-index $(TORCH_INDEX)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE)) \
+		$(if $(DOCKER),--docker $(DOCKER))
+
+base-image:  ## a Python 3.11 base image from Debian packages (debootstrap, root): no image registry needed
+	bash deploy/base-image.sh
+
+test-containers: images  ## the images' tests (marked `container`): needs a running Docker engine
+	$(BIN)/pytest -m container
 
 serve: install  ## start TorchServe with the packaged model and leave it running (`make stop` ends it)
 	$(BIN)/mlic serve
@@ -43,9 +59,11 @@ pipeline: install  ## compile the Kubeflow pipeline to pipelines/compiled/mlic.y
 faults-report: install  ## run the fault-injection tests (marked `fault`) and write bench/results/faults.md
 	MLIC_FAULTS_REPORT=bench/results/faults.md $(BIN)/pytest -m fault
 
-# The committed specs name the default tag as a placeholder: users set their digest per task.
+# The committed specs name the default tag as a placeholder (not the image `make images` recorded
+# here): users set their digest per task.
 components: install  ## regenerate the reusable kfp component specs in components/
-	$(BIN)/mlic pipeline components --allow-mutable-tag
+	$(BIN)/mlic pipeline components --allow-mutable-tag \
+		--image "$$($(BIN)/python -c 'from mlic.kubeflow.settings import DEFAULT_IMAGE; print(DEFAULT_IMAGE)')"
 
 bench: bench-quality bench-speed
 

@@ -21,7 +21,9 @@ COMMITTED = Path(__file__).resolve().parents[2] / "components"
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("components")
-    result = CliRunner().invoke(app, ["pipeline", "components", "--output-dir", str(folder), "--allow-mutable-tag"])
+    result = CliRunner().invoke(  # the placeholder image, whatever `make images` recorded here
+        app, ["pipeline", "components", "--output-dir", str(folder), "--image", DEFAULT_IMAGE, "--allow-mutable-tag"]
+    )
     assert result.exit_code == 0, result.output
     return folder
 

@@ -1,4 +1,4 @@
-"""`mlic pipeline compile | components | run-local | submit | trainjob`.
+"""`mlic pipeline compile | components | run-local | submit | trainjob | images`.
 
 kfp is imported inside the commands (`mlic --help` stays fast).
 """
@@ -13,6 +13,7 @@ import typer
 
 from mlic.cli_common import ParamsOption, SetOption, guarded
 from mlic.errors import PipelineError
+from mlic.kubeflow.images import DEFAULT_PYTHON_IMAGE, RECORD_FILE, recorded_runtime_image
 from mlic.kubeflow.settings import (
     DATA_PARAMETERS,
     DEFAULT_IMAGE,
@@ -41,7 +42,14 @@ ParamOption = Annotated[
         help="Set a pipeline parameter: data_repo_url=URL, data_rev=BRANCH|TAG|SHA, data_path=PATH (repeatable).",
     ),
 ]
-ImageOption = Annotated[str, typer.Option(help="Runtime image every task runs in, pinned by digest (…@sha256:…).")]
+ImageOption = Annotated[
+    str,
+    typer.Option(
+        help="Runtime image every task runs in, pinned by digest (…@sha256:…); default: the one `make images` "
+        f"recorded in {RECORD_FILE}, else {DEFAULT_IMAGE}.",
+        show_default=False,
+    ),
+]
 MutableTagOption = Annotated[
     bool,
     typer.Option(
@@ -123,20 +131,28 @@ def _pipeline_arguments(items: list[str] | None) -> dict[str, str]:
     return arguments
 
 
-def _check_image(image: str, allow_mutable_tag: bool) -> None:
-    """Refuse an image given by tag alone (KFP would serve stale cached results after a rebuild
-    under that tag), or only warn when the user accepted that with --allow-mutable-tag."""
-    problem = mutable_image_problem(image)
+def _runtime_image(image: str) -> str:
+    """--image, else the runtime image `make images` recorded here, else the default tag."""
+    return image or recorded_runtime_image() or DEFAULT_IMAGE
+
+
+def _chosen_image(image: str, allow_mutable_tag: bool) -> str:
+    """The runtime image (`_runtime_image`), refused when given by tag alone (KFP would serve stale
+    cached results after a rebuild under that tag), or only warned about when the user accepted
+    that with --allow-mutable-tag."""
+    chosen = _runtime_image(image)
+    problem = mutable_image_problem(chosen)
     if problem is None:
-        return
+        return chosen
     if not allow_mutable_tag:
         raise PipelineError(
             problem,
             field="--image",
-            fix="pass --image <registry>/mlic-runtime@sha256:<digest> (the digest `docker push` prints, "
-            "docs/operations.md), or add --allow-mutable-tag for a try whose cache you do not rely on",
+            fix="pass --image <registry>/mlic-runtime@sha256:<digest> (`make images REGISTRY=<registry>` pushes "
+            "and records it; docs/operations.md), or add --allow-mutable-tag for a try whose cache you do not rely on",
         )
     typer.echo(f"warning: {problem} (--allow-mutable-tag)", err=True)
+    return chosen
 
 
 def _settings(
@@ -159,7 +175,7 @@ def _settings(
     evaluate_gpus: int | None,
 ) -> BuildSettings:
     """The build settings of `compile` and `submit`, from their shared options (one place, so they cannot drift)."""
-    _check_image(image, allow_mutable_tag)
+    image = _chosen_image(image, allow_mutable_tag)
     train = TrainResources(train_cpu, train_memory, gpu_type, gpus, gpu_toleration, gpu_node_selector, shm_size)
     return BuildSettings(
         image=image,
@@ -187,7 +203,7 @@ def compile_command(
     ] = DEFAULT_COMPILED,
     params: ParamsOption = Path("params.yaml"),
     set_: SetOption = None,
-    image: ImageOption = DEFAULT_IMAGE,
+    image: ImageOption = "",
     allow_mutable_tag: MutableTagOption = False,
     train_cpu: CpuOption = DEFAULT_TRAIN.cpu,
     train_memory: MemoryOption = DEFAULT_TRAIN.memory,
@@ -222,7 +238,7 @@ def components_command(
     output_dir: Annotated[Path, typer.Option("--output-dir", help="Folder for the component YAML files.")] = Path(
         "components"
     ),
-    image: ImageOption = DEFAULT_IMAGE,
+    image: ImageOption = "",
     allow_mutable_tag: MutableTagOption = False,
 ) -> None:
     """Write each step's kfp component spec (loadable with kfp.components.load_component_from_file)."""
@@ -230,9 +246,9 @@ def components_command(
     def action() -> None:
         from mlic.kubeflow.components import write_component_specs
 
-        _check_image(image, allow_mutable_tag)
-        written = write_component_specs(image, output_dir)
-        typer.echo(f"{len(written)} component specs → {output_dir}/ (image {image})")
+        chosen = _chosen_image(image, allow_mutable_tag)
+        written = write_component_specs(chosen, output_dir)
+        typer.echo(f"{len(written)} component specs → {output_dir}/ (image {chosen})")
 
     guarded(action)
 
@@ -243,13 +259,17 @@ def run_local_command(
     set_: SetOption = None,
     param: ParamOption = None,
     output_dir: Annotated[Path, typer.Option(help="Root of the local runs' outputs.")] = DEFAULT_OUTPUT_DIR,
+    image: Annotated[
+        str | None,
+        typer.Option(help="Run each task in a container of this image (the runtime image; needs a Docker engine)."),
+    ] = None,
 ) -> None:
-    """Run the whole pipeline here with kfp.local (same components, this Python environment)."""
+    """Run the whole pipeline here with kfp.local (same components; this Python environment, or --image)."""
 
     def action() -> None:
         from mlic.kubeflow.local import run_local
 
-        run = run_local(_params_json(params, set_), _pipeline_arguments(param), output_dir)
+        run = run_local(_params_json(params, set_), _pipeline_arguments(param), output_dir, image)
         typer.echo(run.summary())
 
     guarded(action)
@@ -266,7 +286,7 @@ def submit_command(
     params: ParamsOption = Path("params.yaml"),
     set_: SetOption = None,
     param: ParamOption = None,
-    image: ImageOption = DEFAULT_IMAGE,
+    image: ImageOption = "",
     allow_mutable_tag: MutableTagOption = False,
     train_cpu: CpuOption = DEFAULT_TRAIN.cpu,
     train_memory: MemoryOption = DEFAULT_TRAIN.memory,
@@ -318,7 +338,7 @@ def trainjob_command(
     gpus: Annotated[
         int, typer.Option("--gpus", min=0, help="GPUs per node, one process each (0: CPU nodes).")
     ] = TRAINJOB_RESOURCES.accelerator_count,
-    image: ImageOption = DEFAULT_IMAGE,
+    image: ImageOption = "",
     allow_mutable_tag: MutableTagOption = False,
     claim: Annotated[
         str, typer.Option("--claim", help="ReadWriteMany claim holding the project root, mounted at /workspace.")
@@ -346,12 +366,59 @@ def trainjob_command(
         from mlic.kubeflow.trainjob import TrainJobSpec, to_yaml
 
         resources = TrainResources(cpu, memory, gpu_type, gpus, gpu_toleration, gpu_node_selector, shm_size)
-        text = to_yaml(TrainJobSpec(arch, nodes, image, claim, resources, ephemeral_storage))
-        _check_image(image, allow_mutable_tag)
+        text = to_yaml(TrainJobSpec(arch, nodes, _runtime_image(image), claim, resources, ephemeral_storage))
+        _chosen_image(image, allow_mutable_tag)  # after the spec's own checks, which name their option
         if output is None:
             typer.echo(text, nl=False)
             return
         write_text(output, text)
         typer.echo(f"TrainJob mlic-train-{arch} → {output}", err=True)
+
+    guarded(action)
+
+
+@pipeline_app.command("images")
+def images_command(
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Dockerfile target to build (repeatable; default: both).")
+    ] = None,
+    registry: Annotated[
+        str, typer.Option(help="Push to this registry (host[:port]/path) and record the images by digest.")
+    ] = "",
+    python_image: Annotated[
+        str, typer.Option(help="Base image with Python 3.11 on Debian bookworm (deploy/base-image.sh makes one).")
+    ] = DEFAULT_PYTHON_IMAGE,
+    serving_torch_index: Annotated[
+        str,
+        typer.Option(help="Package index the serving image takes torch from (https://download.pytorch.org/whl/cpu)."),
+    ] = "",
+    ca_bundle: Annotated[
+        Path | None, typer.Option(help="CA bundle pip trusts during the build (a TLS-inspecting proxy's).")
+    ] = None,
+    docker: Annotated[str, typer.Option(envvar="MLIC_DOCKER", help="The docker CLI to build with.")] = "docker",
+    record: Annotated[Path, typer.Option(help="Where to record the builds for compile.")] = RECORD_FILE,
+) -> None:
+    """Build the runtime and serving images with BuildKit, push them with --registry, and record
+    them where `mlic pipeline compile` picks the runtime image up."""
+
+    def action() -> None:
+        from mlic.kubeflow.images import IMAGE_NAMES, BuildOptions, build, engine_version, write_record
+
+        options = BuildOptions(
+            python_image=python_image,
+            torch_index={"serving": serving_torch_index},
+            ca_bundle=ca_bundle,
+            registry=registry,
+            docker=docker,
+        )
+        typer.echo(f"Docker engine {engine_version(options)}")
+        built = [build(name, options) for name in target or IMAGE_NAMES]
+        write_record(record, built)
+        for image in built:
+            typer.echo(
+                f"{image.target}: {image.reference}  ({image.image_id[:19]}, {image.size_bytes / 1e9:.2f} GB, "
+                f"built in {image.build_seconds:.0f} s)"
+            )
+        typer.echo(f"recorded → {record} (mlic pipeline compile takes the runtime image from it)")
 
     guarded(action)
