@@ -1,12 +1,17 @@
 """Run the whole pipeline here with kfp.local: same components, same code as on a cluster.
 
 `SubprocessRunner(use_venv=False)` runs each task as a subprocess of this Python environment (the
-runtime image's role is played by the current venv). Resource requests have no effect locally.
-Every task runs (kfp.local's cache is off) so that one folder holds the whole run.
+runtime image's role is played by the current venv). Given an image, kfp.local's `DockerRunner`
+runs each task in a container of it instead (what a cluster's pod runs), as the calling user so
+that the outputs it writes into the bind-mounted run folder are theirs, with no network (the
+built-in benchmark needs none; a data repository does: then the engine's default network). Resource
+requests have no effect locally. Every task runs (kfp.local's cache is off) so that one folder
+holds the whole run.
 """
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,15 +63,29 @@ def _root_logger_restored() -> Iterator[None]:
         root.setLevel(level)
 
 
-def run_local(params_json: str, arguments: dict[str, str], output_dir: Path) -> LocalRun:
-    """Run the pipeline to the end; a failed task raises PipelineError (its log is printed above)."""
+def _runner(image: str | None, arguments: dict[str, str]) -> object:
+    """This environment's subprocesses, or containers of `image` (see the module docstring)."""
+    from kfp import local
+
+    if image is None:
+        return local.SubprocessRunner(use_venv=False)
+    return local.DockerRunner(
+        user=f"{os.getuid()}:{os.getgid()}",
+        environment={"HOME": "/tmp"},  # the calling user has no home in the image
+        network_mode="default" if arguments.get("data_repo_url") else "none",
+    )
+
+
+def run_local(params_json: str, arguments: dict[str, str], output_dir: Path, image: str | None = None) -> LocalRun:
+    """Run the pipeline to the end, each task in `image` when given; a failed task raises
+    PipelineError (its log is printed above)."""
     from kfp import local
 
     output_dir = output_dir.resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir), raise_on_error=True)
+    local.init(runner=_runner(image, arguments), pipeline_root=str(output_dir), raise_on_error=True)
     before = set(output_dir.iterdir())
-    pipeline = build_pipeline(BuildSettings(), params_json)
+    pipeline = build_pipeline(BuildSettings(image=image) if image else BuildSettings(), params_json)
     with _root_logger_restored(), warnings.catch_warnings():
         # Expected here: our image is a Python image (kfp.local guesses from its name), and resource
         # requests are for the cluster (the module docstring says so).
