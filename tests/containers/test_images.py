@@ -4,6 +4,8 @@
   layout KServe's storage initializer gives it), with TorchServe's token on, and passes the local
   endpoint's checks: the model's own scores, a 400 for bad input, a refused token, the readiness
   probe, and every process unprivileged.
+- `make images REGISTRY=...`: a push to a real registry (Debian's docker-registry on a free
+  loopback port) is recorded by the digest the registry answered, and compile names it.
 - runtime: the steps run as the image's user with no network at all (what a cluster pod with a
   locked-down egress sees): prepare, validate, graph, train and evaluate on a tiny set; and the
   whole pipeline under kfp.local's DockerRunner, each task in the image.
@@ -26,11 +28,14 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 
+from mlic.cli import app
 from mlic.config import PackageConfig, config_from_dict
 from mlic.data.images import decode_image
 from mlic.data.transforms import to_model_input
-from mlic.kubeflow.images import RECORD_FILE, BuiltImage, read_record
+from mlic.kubeflow.images import RECORD_FILE, BuildOptions, BuiltImage, push, read_record, write_record
 from mlic.kubeflow.kserve import CONFIG_FILE, MODEL_MOUNT, kserve_properties, write_kserve_layout
 from mlic.kubeflow.local import run_local
 from mlic.models.saved import load_model
@@ -211,3 +216,66 @@ def test_the_pipeline_runs_under_kfp_local_each_task_in_the_runtime_image(
     assert {"baseline.mAP", "mlgcn.mAP", "best_mAP"} <= set(run.metrics), run.metrics
     tasks = printed.count(f"Found image '{runtime}'")
     assert tasks >= 9, printed[-3000:]  # check, plan, resolve, fetch, prepare, validate, graph, 2 × train, …
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """A real image registry (Debian's docker-registry) on a free loopback port; the engine pushes
+    to 127.0.0.0/8 over plain HTTP without being told to."""
+    (port,) = _free_ports(1)
+    config = tmp_path / "registry.yml"
+    settings = {
+        "version": 0.1,
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "registry")}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    with open(tmp_path / "registry.log", "wb") as log:
+        process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "registry.log").read_text()
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}/mlic"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_pushed_image_is_recorded_by_digest_and_compiled_into_the_pipeline(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The push path of `make images REGISTRY=...`, on a one-file image (what is pushed does not
+    matter to it, and the real ones are 7 GB)."""
+    (tmp_path / "marker").write_text("pushed by the container tests")
+    tag = f"mlic-runtime:push-test-{uuid.uuid4().hex[:8]}"
+    archive = subprocess.run(["tar", "-C", str(tmp_path), "-c", "marker"], capture_output=True, check=True).stdout
+    imported = subprocess.run([DOCKER, "import", "-", tag], input=archive, capture_output=True, check=True)
+    image_id = imported.stdout.decode().strip()
+    built = BuiltImage("runtime", tag, image_id, 0, 0.0)
+    try:
+        pushed = push(built, BuildOptions(registry=registry, docker=DOCKER))
+        assert pushed.pinned is not None and pushed.pinned.startswith(f"{registry}/mlic-runtime@sha256:")
+        digest = pushed.pinned.split("@", 1)[1]
+        manifest = httpx.head(
+            f"http://{registry.split('/')[0]}/v2/mlic/mlic-runtime/manifests/{tag.split(':')[1]}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
+        assert manifest.headers["Docker-Content-Digest"] == digest  # the registry's own answer
+        write_record(tmp_path / RECORD_FILE, [pushed])
+        monkeypatch.chdir(tmp_path)
+        output = tmp_path / "mlic.yaml"
+        params = PROJECT / "params.yaml"
+        result = CliRunner().invoke(app, ["pipeline", "compile", "--output", str(output), "--params", str(params)])
+        assert result.exit_code == 0 and "warning" not in result.output, result.output
+        ir, _platform = yaml.safe_load_all(output.read_text())
+        images = {executor["container"]["image"] for executor in ir["deploymentSpec"]["executors"].values()}
+        assert images == {pushed.pinned}
+    finally:
+        docker("rmi", "--force", tag, f"{registry}/{tag}", check=False)

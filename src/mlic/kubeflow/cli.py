@@ -416,7 +416,7 @@ def images_command(
         write_record(record, built)
         for image in built:
             typer.echo(
-                f"{image.target}: {image.reference}  ({image.image_id[:19]}, {image.size_bytes / 1e9:.2f} GB, "
+                f"{image.target}: {image.reference}  (image {image.image_id}, {image.size_bytes / 1e9:.2f} GB, "
                 f"built in {image.build_seconds:.0f} s)"
             )
         typer.echo(f"recorded → {record} (mlic pipeline compile takes the runtime image from it)")
