@@ -15,6 +15,7 @@ from mlic.errors import PipelineError
 from mlic.kubeflow.images import (
     BuildOptions,
     BuiltImage,
+    build,
     build_args,
     engine_version,
     read_record,
@@ -52,6 +53,14 @@ def test_a_missing_ca_bundle_names_the_option(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="CA bundle not found") as caught:
         build_args("runtime", BuildOptions(ca_bundle=tmp_path / "absent.pem"))
     assert caught.value.field == "--ca-bundle"
+
+
+def test_building_outside_the_repository_names_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="no Dockerfile in the build context") as caught:
+        build("runtime", BuildOptions(context=tmp_path))
+    assert caught.value.file == str(tmp_path.resolve())
+    with pytest.raises(PipelineError, match="unknown image target 'gpu'"):
+        build("gpu", BuildOptions(context=PROJECT))
 
 
 def test_no_docker_is_one_clear_error() -> None:

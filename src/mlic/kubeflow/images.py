@@ -140,6 +140,10 @@ def build(target: str, options: BuildOptions) -> BuiltImage:
     """Build one target (its output streamed), push it when a registry is set, and describe it."""
     if target not in IMAGE_NAMES:
         raise PipelineError(f"unknown image target {target!r}", field="--target", fix=f"one of {sorted(IMAGE_NAMES)}")
+    if not (options.context / "Dockerfile").is_file():
+        raise PipelineError(
+            "no Dockerfile in the build context", file=options.context.resolve(), fix="run it from the repository root"
+        )
     started = time.monotonic()
     _run_docker(options, *build_args(target, options), stream=True)
     seconds = time.monotonic() - started
