@@ -42,28 +42,35 @@ WORKDIR /opt/mlic
 # (https://download.pytorch.org/whl/cpu: a CPU-only build, GBs smaller than PyPI's, whose Linux
 # wheel bundles CUDA). The secret `pip-ca` is a CA bundle pip should trust (a TLS-inspecting
 # proxy's), mounted for the pip commands only: it stays out of every layer.
+# The README (the package's long description) is a blank stub here, so a docs edit does not
+# reinstall 6 GB of dependencies.
 ARG TORCH_INDEX=""
-COPY constraints.txt pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml ./
 RUN --mount=type=secret,id=pip-ca,required=false \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && python3 -m venv /opt/venv \
     && if [ -n "$TORCH_INDEX" ]; then \
         pip install --no-cache-dir --index-url "$TORCH_INDEX" -c constraints.txt torch torchvision; fi \
     && mkdir -p src/mlic \
-    && touch src/mlic/__init__.py \
+    && touch src/mlic/__init__.py README.md \
     && pip install --no-cache-dir -c constraints.txt ".[remotes]" \
     && pip uninstall -y mlic
 # The package carries the TorchServe handler (mlic/serving/handler.py): a plain install will do.
 # build/ goes first: it holds the stub's modules, newer than the copied sources, and setuptools
 # would keep them (an empty mlic/__init__.py in the image).
+COPY README.md ./
 COPY src/ src/
 RUN --mount=type=secret,id=pip-ca,required=false \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && rm -rf build \
     && pip install --no-cache-dir --no-deps -c constraints.txt .
 
-FROM base AS runtime
+# Both images start from the same installed environment, so they share its 6 GB layer (on disk,
+# in a registry, on a node) instead of carrying a copy each.
+FROM base AS installed
 COPY --from=builder /opt/venv /opt/venv
+
+FROM installed AS runtime
 # KFP's launcher stages artifacts under /gcs, /minio and /s3: writable by a non-root task.
 RUN install -d -m 1777 /gcs /minio /s3
 USER 10001:10001
@@ -71,12 +78,11 @@ WORKDIR /home/mlic
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["mlic", "--help"]
 
-FROM base AS serving
+FROM installed AS serving
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=builder /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /home/mlic
 EXPOSE 8080 8082

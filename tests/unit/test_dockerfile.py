@@ -33,6 +33,13 @@ def stages() -> dict[str, list[str]]:
     return found
 
 
+def lineage(target: str) -> list[str]:
+    """A stage's instructions after those of the stages it is built FROM (what its image holds)."""
+    instructions = stages()[target]
+    parent = instructions[0].split()[1]
+    return (lineage(parent) if parent in stages() else []) + instructions
+
+
 def test_hadolint_is_clean() -> None:
     result = subprocess.run([str(HADOLINT), str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
@@ -40,13 +47,22 @@ def test_hadolint_is_clean() -> None:
 
 @pytest.mark.parametrize("target", ["runtime", "serving"])
 def test_targets_run_as_an_unprivileged_user_with_pinned_packages(target: str) -> None:
-    instructions = stages()[target]
+    instructions = lineage(target)
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     copied = " ".join(line for line in instructions if line.startswith("COPY --from=builder"))
     assert "/opt/venv" in copied and "/opt/mlic" not in copied  # the installed package, not the source tree
     builder = " ".join(stages()["builder"])
     assert "-c constraints.txt" in builder and 'pip install --no-cache-dir -c constraints.txt ".[remotes]"' in builder
+
+
+def test_both_images_share_the_installed_environment_layer() -> None:
+    """One `COPY --from=builder /opt/venv` both targets build FROM: 6 GB stored once, not twice."""
+    assert stages()["runtime"][0].split()[1] == stages()["serving"][0].split()[1] == "installed"
+    assert [line for line in stages()["installed"] if line.startswith("COPY")] == [
+        "COPY --from=builder /opt/venv /opt/venv"
+    ]
+    assert not any(line.startswith("COPY --from=builder") for line in stages()["runtime"] + stages()["serving"])
 
 
 def test_serving_has_java_17_torchserve_and_a_healthcheck() -> None:
