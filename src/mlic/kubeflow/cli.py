@@ -136,14 +136,12 @@ def _runtime_image(image: str) -> str:
     return image or recorded_runtime_image() or DEFAULT_IMAGE
 
 
-def _chosen_image(image: str, allow_mutable_tag: bool) -> str:
-    """The runtime image (`_runtime_image`), refused when given by tag alone (KFP would serve stale
-    cached results after a rebuild under that tag), or only warned about when the user accepted
-    that with --allow-mutable-tag."""
-    chosen = _runtime_image(image)
-    problem = mutable_image_problem(chosen)
+def _check_image(image: str, allow_mutable_tag: bool) -> None:
+    """Refuse an image given by tag alone (KFP would serve stale cached results after a rebuild
+    under that tag), or only warn when the user accepted that with --allow-mutable-tag."""
+    problem = mutable_image_problem(image)
     if problem is None:
-        return chosen
+        return
     if not allow_mutable_tag:
         raise PipelineError(
             problem,
@@ -152,6 +150,12 @@ def _chosen_image(image: str, allow_mutable_tag: bool) -> str:
             "and records it; docs/operations.md), or add --allow-mutable-tag for a try whose cache you do not rely on",
         )
     typer.echo(f"warning: {problem} (--allow-mutable-tag)", err=True)
+
+
+def _chosen_image(image: str, allow_mutable_tag: bool) -> str:
+    """The runtime image (`_runtime_image`), checked (`_check_image`)."""
+    chosen = _runtime_image(image)
+    _check_image(chosen, allow_mutable_tag)
     return chosen
 
 
@@ -366,8 +370,9 @@ def trainjob_command(
         from mlic.kubeflow.trainjob import TrainJobSpec, to_yaml
 
         resources = TrainResources(cpu, memory, gpu_type, gpus, gpu_toleration, gpu_node_selector, shm_size)
-        text = to_yaml(TrainJobSpec(arch, nodes, _runtime_image(image), claim, resources, ephemeral_storage))
-        _chosen_image(image, allow_mutable_tag)  # after the spec's own checks, which name their option
+        chosen = _runtime_image(image)
+        text = to_yaml(TrainJobSpec(arch, nodes, chosen, claim, resources, ephemeral_storage))
+        _check_image(chosen, allow_mutable_tag)  # after the spec's own checks, which name their option
         if output is None:
             typer.echo(text, nl=False)
             return

@@ -19,11 +19,12 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mlic import __version__
 from mlic.errors import PipelineError
+from mlic.io import write_json
 
 #: Where `mlic pipeline images` records its builds (.mlic/ is local state, git-ignored).
 RECORD_FILE = Path(".mlic") / "images.json"
@@ -65,6 +66,11 @@ class BuildOptions:
     registry: str = ""
     docker: str = "docker"
     version: str = __version__
+
+
+def local_tag(target: str, options: BuildOptions) -> str:
+    """The tag a target is built under, e.g. `mlic-runtime:0.1.0`."""
+    return f"{IMAGE_NAMES[target]}:{options.version}"
 
 
 def _run_docker(options: BuildOptions, *args: str, stream: bool = False) -> str:
@@ -116,7 +122,7 @@ def build_args(target: str, options: BuildOptions) -> list[str]:
         "--target",
         target,
         "--tag",
-        f"{IMAGE_NAMES[target]}:{options.version}",
+        local_tag(target, options),
         "--build-arg",
         f"PYTHON_IMAGE={options.python_image}",
     ]
@@ -147,7 +153,7 @@ def build(target: str, options: BuildOptions) -> BuiltImage:
     started = time.monotonic()
     _run_docker(options, *build_args(target, options), stream=True)
     seconds = time.monotonic() - started
-    tag = f"{IMAGE_NAMES[target]}:{options.version}"
+    tag = local_tag(target, options)
     built = BuiltImage(
         target=target,
         tag=tag,
@@ -168,18 +174,14 @@ def push(built: BuiltImage, options: BuildOptions) -> BuiltImage:
     pinned = next((digest for digest in digests if digest.startswith(f"{repository}@")), None)
     if pinned is None:
         raise PipelineError(f"the registry gave {remote} no digest", fix="check that the push reached the registry")
-    return BuiltImage(**{**asdict(built), "pinned": pinned})
+    return replace(built, pinned=pinned)
 
 
 def write_record(path: Path, images: list[BuiltImage]) -> Path:
     """Record the builds (merged into what an earlier run recorded for other targets)."""
     record = read_record(path)
     record.update({image.target: image for image in images})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({target: asdict(image) for target, image in record.items()}, indent=2) + "\n")
-    temporary.replace(path)
-    return path
+    return write_json(path, {target: asdict(image) for target, image in record.items()})
 
 
 def read_record(path: Path) -> dict[str, BuiltImage]:
